@@ -1,0 +1,104 @@
+"""Training batches: the image views and text views an objective asks for, already on the device.
+
+Batch ``step`` is a pure function of (seed, step): the epoch's permutation is seeded by the
+epoch, the augmentations by the step. A resumed run therefore sees exactly the batches the
+uninterrupted run would have seen.
+"""
+import torch
+
+from ..text.augment import TokenEDA, mask_tokens
+from .captions import ATTRIBUTE_WORDS, SYNONYM_GROUPS
+from .views import AUGMENTATIONS, augment, object_boxes
+
+CACHE_BYTES = 2**31  # cache rendered images (uint8) when the whole set fits in this
+
+
+def _generator(device, *keys):
+    seed = 0
+    for k in keys:
+        seed = (seed * 1_000_003 + int(k)) % (2**63 - 1)
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+class PairBatches:
+    """Batches of ``dataset`` for an objective with ``image_views`` and ``text_views``.
+
+    Text views: "caption" (tokens), "masked" (MLM-masked caption; adds ``mlm_targets``) and
+    "eda" (token-level EDA). ``augmentation`` names an entry of ``AUGMENTATIONS``.
+    """
+
+    def __init__(self, dataset, tokenizer, batch_size, image_views=1, text_views=("caption",),
+                 augmentation="clip", mask_prob=0.15, seed=0, device=None):
+        if batch_size < 2 or batch_size > len(dataset):
+            raise ValueError(f"PairBatches: batch_size={batch_size} must be in [2, len(dataset)={len(dataset)}]")
+        if augmentation not in AUGMENTATIONS:
+            raise ValueError(f"PairBatches: unknown augmentation {augmentation!r}; choose from {sorted(AUGMENTATIONS)}")
+        unknown = set(text_views) - {"caption", "masked", "eda"}
+        if unknown:
+            raise ValueError(f"PairBatches: unknown text view(s) {sorted(unknown)}")
+        self.dataset, self.tokenizer, self.batch_size = dataset, tokenizer, batch_size
+        self.image_views, self.text_views = image_views, tuple(text_views)
+        self.aug, self.mask_prob, self.seed = AUGMENTATIONS[augmentation], mask_prob, seed
+        self.device = torch.device(device or dataset.device)
+        n, S = len(dataset), dataset.image_size
+        everything = torch.arange(n)
+        self.tokens = torch.cat([tokenizer.encode(dataset.captions(everything[i:i + 8192]))
+                                 for i in range(0, n, 8192)]).to(self.device)
+        self.boxes = object_boxes(dataset.scenes(everything)).to(self.device)
+        self.images = None
+        if n * 3 * S * S <= CACHE_BYTES:
+            self.images = torch.cat([(dataset.images(everything[i:i + 4096]) * 255).round().to(torch.uint8)
+                                     for i in range(0, n, 4096)]).to(self.device)
+        self.eda = TokenEDA(tokenizer, SYNONYM_GROUPS, ATTRIBUTE_WORDS)
+        self.left_right = torch.tensor([tokenizer.ids.get(w, tokenizer.unk_id) for w in ("left", "right")],
+                                       device=self.device)
+
+    @property
+    def steps_per_epoch(self):
+        return len(self.dataset) // self.batch_size
+
+    def indices(self, step):
+        epoch, k = divmod(step, self.steps_per_epoch)
+        perm = torch.randperm(len(self.dataset), generator=_generator("cpu", self.seed, epoch))
+        return perm[k * self.batch_size:(k + 1) * self.batch_size].to(self.device)
+
+    def pixels(self, index):
+        if self.images is not None:
+            return self.images[index].float() / 255
+        return self.dataset.images(index.to(self.dataset.device)).to(self.device)
+
+    def _rewrite_left_right(self, tokens, flipped):
+        left, right = self.left_right
+        swapped = torch.where(tokens == left, right, torch.where(tokens == right, left, tokens))
+        return torch.where(flipped[:, None], swapped, tokens)
+
+    def batch(self, step):
+        """{"images": (V, B, 3, S, S), "texts": {name: (B, L)}, "ids": (B,), ["mlm_targets"]}."""
+        index = self.indices(step)
+        g = _generator(self.device, self.seed, step, 1)
+        pixels, tokens = self.pixels(index), self.tokens[index]
+        flipped = None
+        if self.aug.flip == "rewrite":  # one flip decision per pair, shared by views and caption
+            flipped = torch.rand(len(index), generator=g, device=self.device) < 0.5
+            tokens = self._rewrite_left_right(tokens, flipped)
+        boxes = self.boxes[index]
+        images = torch.stack([augment(pixels, self.aug, g, boxes, flipped) for _ in range(self.image_views)])
+        out = {"images": images, "texts": {}, "ids": index}
+        for name in self.text_views:
+            if name == "caption":
+                out["texts"][name] = tokens
+            elif name == "masked":
+                out["texts"][name], out["mlm_targets"] = mask_tokens(tokens, self.tokenizer, self.mask_prob, g)
+            else:
+                out["texts"][name] = self.eda(tokens, g)
+        return out
+
+
+def shapecaps_tokenizer(context_length=24):
+    """The word-level tokenizer over every word ShapeCaps captions and task prompts use."""
+    from ..text.tokenizer import WordTokenizer
+    from .captions import corpus
+    from .shapecaps import TASKS
+
+    prompts = [t.format(c) for names, templates in TASKS.values() for t in templates for c in names]
+    return WordTokenizer.from_corpus(corpus() + prompts, context_length)

@@ -1,0 +1,163 @@
+"""Presets and cached runs: what the notebooks and ``python -m declip_lite.experiments`` train.
+
+A run is (method, preset, seed, overrides). Its checkpoint and JSON result live under
+``runs_dir``; a finished run is loaded instead of retrained, so notebooks re-execute in seconds.
+"""
+import argparse
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, replace
+
+import torch
+
+from .data.loader import PairBatches, shapecaps_tokenizer
+from .data.shapecaps import TASKS, ShapeCaps, make_tasks
+from .evaluate import evaluate_tasks, save_json
+from .models.clip import CLIPModel, model_config
+from .objectives import CLIP, DeCLIP
+from .train import TrainConfig, Trainer, pick_device, seed_everything
+
+
+@dataclass(frozen=True)
+class Preset:
+    pairs: int        # distinct training pairs
+    steps: int
+    batch_size: int
+    warmup: int
+    eval_n: int       # images per zero-shot task
+    eval_every: int
+    lr: float = 1e-3
+    image_size: int = 32
+    model: str = "rn-tiny"
+
+
+PRESETS = {
+    "smoke": Preset(pairs=2048, steps=60, batch_size=128, warmup=10, eval_n=256, eval_every=0),
+    "cpu": Preset(pairs=5000, steps=2000, batch_size=128, warmup=100, eval_n=1000, eval_every=250),
+    "gpu": Preset(pairs=50_000, steps=6000, batch_size=512, warmup=300, eval_n=2000, eval_every=500),
+}
+
+ABLATION = {  # DeCLIP's ablation ladder: CLIP -> +MVS -> +ISS+TSS -> +NNS (= DeCLIP)
+    "clip": {},
+    "clip+mvs": dict(weights={"clip": 1.0, "nns": 0, "simsiam": 0, "mlm": 0}),
+    "clip+mvs+ss": dict(weights={"nns": 0}),
+    "declip": {},
+}
+
+
+def make_objective(method, config, vocab_size, **kwargs):
+    """``method``: "clip" or an ``ABLATION`` rung of DeCLIP; kwargs reach DeCLIP (weights, ...)."""
+    if method == "clip":
+        if kwargs:
+            raise TypeError(f"make_objective: CLIP takes no options, got {sorted(kwargs)}")
+        return CLIP()
+    if method not in ABLATION:
+        raise ValueError(f"make_objective: unknown method {method!r}; choose from {sorted(ABLATION)}")
+    return DeCLIP(config.embed_dim, config.text_width, vocab_size, **{**ABLATION[method], **kwargs})
+
+
+@dataclass
+class Run:
+    name: str
+    method: str
+    preset: Preset
+    seed: int
+    tokenizer: object
+    dataset: ShapeCaps
+    tasks: dict
+    trainer: Trainer
+
+    @property
+    def model(self):
+        return self.trainer.model
+
+    @property
+    def objective(self):
+        return self.trainer.objective
+
+
+def run_name(method, preset, seed, **options):
+    key = json.dumps({"method": method, "preset": asdict(preset), "seed": seed, **options}, sort_keys=True, default=str)
+    return f"{method}-s{seed}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+
+
+def build(method="clip", preset="smoke", seed=0, device=None, augmentation=None, noise=(0.0, 0.0),
+          model_overrides=None, objective_options=None, **preset_overrides):
+    """Everything a run needs, untrained: data, tokenizer, model, objective, batches, trainer."""
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise ValueError(f"build: unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+        preset = PRESETS[preset]
+    preset = replace(preset, **preset_overrides)
+    device = pick_device(device)
+    seed_everything(seed)
+    tokenizer = shapecaps_tokenizer()
+    config = model_config(preset.model, vocab_size=tokenizer.vocab_size, image_size=preset.image_size,
+                          **(model_overrides or {}))
+    objective = make_objective(method, config, tokenizer.vocab_size, **(objective_options or {}))
+    augmentation = augmentation or ("clip" if method == "clip" else "moco")
+    dataset = ShapeCaps(preset.pairs, seed=seed, image_size=preset.image_size, wrong_attribute_rate=noise[0],
+                        swap_rate=noise[1], device=device)
+    batches = PairBatches(dataset, tokenizer, preset.batch_size, objective.image_views, objective.text_views,
+                          augmentation, seed=seed)
+    tasks = make_tasks(n=preset.eval_n, seed=seed, image_size=preset.image_size, device=device)
+    train_config = TrainConfig(steps=preset.steps, lr=preset.lr, warmup=preset.warmup, eval_every=preset.eval_every)
+    trainer = Trainer(CLIPModel(config), objective, batches, train_config,
+                      evaluator=lambda m: evaluate_tasks(m, tokenizer, tasks), device=device)
+    name = run_name(method, preset, seed, augmentation=augmentation, noise=noise, model=model_overrides,
+                    objective=objective_options)
+    return Run(name, method, preset, seed, tokenizer, dataset, tasks, trainer)
+
+
+def hardware(device):
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def train(method="clip", preset="smoke", seed=0, runs_dir="data/runs", progress=True, **options):
+    """Build and train a run, or load it when ``runs_dir`` already holds it finished."""
+    return fit(build(method, preset, seed, **options), runs_dir, progress)
+
+
+def fit(run, runs_dir="data/runs", progress=True):
+    """Train ``run`` to its preset's steps (resuming from ``runs_dir``) and write its JSON result."""
+    path = os.path.join(runs_dir, run.name) if runs_dir else None
+    if path and os.path.exists(path + ".pt"):
+        run.trainer.load(path + ".pt")
+    if run.trainer.step < run.preset.steps:
+        start = time.perf_counter()
+        run.trainer.fit(checkpoint=path and path + ".pt", progress=progress)
+        if path:
+            save_json(result(run, time.perf_counter() - start), path + ".json")
+    return run
+
+
+def result(run, seconds=None):
+    """The JSON record of a finished run."""
+    last = run.trainer.evals[-1] if run.trainer.evals else {}
+    return {"name": run.name, "method": run.method, "seed": run.seed, "preset": asdict(run.preset),
+            "hardware": hardware(run.trainer.device), "train_seconds": seconds,
+            "pairs_seen": run.trainer.step * run.preset.batch_size,
+            "zero_shot": {t: last.get(t) for t in [*TASKS, "mean"]}, "evals": run.trainer.evals,
+            "torch": torch.__version__}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Train one declip-lite run and print its zero-shot result.")
+    parser.add_argument("method", choices=sorted(ABLATION))
+    parser.add_argument("--preset", default="smoke", choices=sorted(PRESETS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runs-dir", default="data/runs")
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args(argv)
+    run = train(args.method, args.preset, args.seed, args.runs_dir, device=args.device)
+    print(json.dumps(result(run)["zero_shot"], indent=1))
+
+
+if __name__ == "__main__":
+    main()

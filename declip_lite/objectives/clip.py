@@ -1,0 +1,36 @@
+"""CLIP: symmetric InfoNCE over a batch of image-text pairs (Radford et al. 2021, eq. 1 of DeCLIP).
+
+    L = 1/2 [ CE(s I T^T, diag) + CE(s T I^T, diag) ],   I, T L2-normalised,  s = exp(logit_scale)
+
+Each rank scores its local rows against the all-gathered batch, targets offset by rank * B.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..distributed import gather, world
+
+
+def _targets(n, device):
+    rank, _ = world()
+    return torch.arange(n, device=device) + rank * n
+
+
+def one_way_loss(queries, keys, logit_scale):
+    """CE of each local query against all gathered keys; the i-th key is query i's positive."""
+    q, k = F.normalize(queries, dim=-1), gather(F.normalize(keys, dim=-1))
+    return F.cross_entropy(logit_scale.exp() * q @ k.T, _targets(len(q), q.device))
+
+
+def contrastive_loss(image, text, logit_scale):
+    """The symmetric CLIP loss between two batches of (un-normalised) embeddings."""
+    return 0.5 * (one_way_loss(image, text, logit_scale) + one_way_loss(text, image, logit_scale))
+
+
+class CLIP(nn.Module):
+    """The baseline: one image view, the clean caption."""
+    image_views, text_views = 1, ("caption",)
+
+    def forward(self, enc):
+        loss = contrastive_loss(enc["image"][0]["embed"], enc["text"]["caption"]["embed"], enc["logit_scale"])
+        return {"loss": loss, "clip": loss.detach()}

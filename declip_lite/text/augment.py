@@ -1,0 +1,78 @@
+"""Text views on token ids, batched on the device: MLM masking (DeCLIP's TSS) and EDA (its T_aug).
+
+Working on ids, not strings, means nothing is re-tokenised inside a training step.
+"""
+import torch
+
+IGNORE = -100  # the cross-entropy ignore index for unmasked positions
+
+
+def _content(tokens, tokenizer):
+    return ~torch.isin(tokens, torch.tensor(tokenizer.special_ids[:4], device=tokens.device))
+
+
+def mask_tokens(tokens, tokenizer, p=0.15, generator=None):
+    """BERT masking: select each word with prob ``p`` (never PAD/SOT/EOT/MASK); of the selected,
+    80 % -> MASK, 10 % -> a random word, 10 % unchanged. Returns (masked tokens, targets), with
+    targets = IGNORE at unselected positions."""
+    g = dict(generator=generator, device=tokens.device)
+    selected = (torch.rand(tokens.shape, **g) < p) & _content(tokens, tokenizer)
+    roll = torch.rand(tokens.shape, **g)
+    n_special = len(tokenizer.special_ids)
+    random_words = torch.randint(n_special, tokenizer.vocab_size, tokens.shape, **g)
+    masked = torch.where(selected & (roll < 0.8), tokenizer.mask_id, tokens)
+    masked = torch.where(selected & (roll >= 0.8) & (roll < 0.9), random_words, masked)
+    return masked, torch.where(selected, tokens, IGNORE)
+
+
+class TokenEDA:
+    """Easy Data Augmentation as in DeCLIP: per caption ONE of synonym replacement (one word),
+    random swap (one pair) or random deletion (each word with prob ``p_delete``).
+
+    Caption truth: swapping two *attribute* words of a multi-object caption ("a red star left
+    of a blue square" -> "a blue star left of a red square") binds facts to the wrong object and
+    makes the caption false, while a deletion only removes information. So words in
+    ``protected`` are never swapped; they may still be deleted or replaced by a synonym.
+    """
+
+    def __init__(self, tokenizer, synonym_groups=(), protected=(), p_delete=0.1):
+        ids = lambda words: [tokenizer.ids[w] for w in words if w in tokenizer.ids]  # noqa: E731
+        V, groups = tokenizer.vocab_size, [ids(g) for g in synonym_groups]
+        width = max([len(g) - 1 for g in groups] + [1])
+        self.synonyms = torch.full((V, width), -1, dtype=torch.long)
+        for group in groups:
+            for w in group:
+                others = [o for o in group if o != w]
+                self.synonyms[w, : len(others)] = torch.tensor(others, dtype=torch.long)
+        self.n_synonyms = (self.synonyms >= 0).sum(1)
+        self.swappable = torch.ones(V, dtype=torch.bool)
+        self.swappable[ids(protected)] = False
+        self.swappable[tokenizer.special_ids] = False
+        self.tokenizer, self.p_delete = tokenizer, p_delete
+
+    def __call__(self, tokens, generator=None):
+        dev, (B, L) = tokens.device, tokens.shape
+        g = dict(generator=generator, device=dev)
+        op = torch.randint(0, 3, (B,), **g)
+        content = _content(tokens, self.tokenizer)
+        rows = torch.arange(B, device=dev)
+        out = tokens.clone()
+        # 0: synonym replacement of one word that has synonyms
+        n_syn = self.n_synonyms.to(dev)[tokens]
+        pick = torch.where(n_syn > 0, torch.rand((B, L), **g), -1.0).argmax(1)
+        word = tokens[rows, pick]
+        choice = (torch.rand(B, **g) * n_syn[rows, pick].clamp_min(1)).long()
+        replace = (op == 0) & (n_syn[rows, pick] > 0)
+        out[rows, pick] = torch.where(replace, self.synonyms.to(dev)[word, choice], word)
+        # 1: swap two unprotected words
+        score = torch.where(self.swappable.to(dev)[tokens], torch.rand((B, L), **g), -1.0)
+        top, pos = score.topk(2, dim=1)
+        swap = (op == 1) & (top[:, 1] >= 0)
+        a, b = pos[:, 0], pos[:, 1]
+        ta, tb = out[rows, a], out[rows, b]
+        out[rows, a], out[rows, b] = torch.where(swap, tb, ta), torch.where(swap, ta, tb)
+        # 2: delete words with prob p_delete (keep at least one), then close the gaps
+        drop = (op[:, None] == 2) & content & (torch.rand((B, L), **g) < self.p_delete)
+        drop &= (content & ~drop).any(1, keepdim=True)
+        order = (drop.long() * L + torch.arange(L, device=dev)).argsort(1)
+        return torch.where(drop, self.tokenizer.pad_id, out).gather(1, order)

@@ -1,0 +1,67 @@
+"""A word-level tokenizer with CLIP's framing: [SOT] words... [EOT], padded to a context length.
+
+The interface (``encode`` -> LongTensor, ``decode``, the special ids, ``vocab_size``) is the one
+the models and the text augmentations rely on, so a BPE tokenizer can stand in for real captions.
+"""
+import re
+from collections import Counter
+
+import torch
+
+SPECIALS = ("<pad>", "<sot>", "<eot>", "<mask>", "<unk>")
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+class WordTokenizer:
+    pad_id, sot_id, eot_id, mask_id, unk_id = range(len(SPECIALS))
+
+    def __init__(self, words, context_length=32):
+        if context_length < 3:
+            raise ValueError(f"WordTokenizer: context_length={context_length} leaves no room between SOT and EOT")
+        self.words = list(SPECIALS) + [w for w in dict.fromkeys(words) if w not in SPECIALS]
+        self.ids = {w: i for i, w in enumerate(self.words)}
+        self.context_length = context_length
+
+    @classmethod
+    def from_corpus(cls, texts, context_length=32, min_count=1):
+        """A vocabulary of every word seen at least ``min_count`` times, most frequent first."""
+        counts = Counter(w for t in texts for w in cls.split(t))
+        return cls([w for w, c in counts.most_common() if c >= min_count], context_length)
+
+    @staticmethod
+    def split(text):
+        return _WORD.findall(text.lower())
+
+    @property
+    def vocab_size(self):
+        return len(self.words)
+
+    @property
+    def special_ids(self):
+        return list(range(len(SPECIALS)))
+
+    def encode(self, texts):
+        """``(len(texts), context_length)`` ids; long texts are truncated but keep their EOT."""
+        if isinstance(texts, str):
+            texts = [texts]
+        out = torch.full((len(texts), self.context_length), self.pad_id, dtype=torch.long)
+        for row, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"WordTokenizer.encode: text {row} is {type(text).__name__}, not str")
+            ids = [self.ids.get(w, self.unk_id) for w in self.split(text)][: self.context_length - 2]
+            out[row, : len(ids) + 2] = torch.tensor([self.sot_id, *ids, self.eot_id])
+        return out
+
+    def decode(self, ids):
+        """Texts without PAD/SOT/EOT; MASK and UNK stay visible as <mask> and <unk>."""
+        rows = ids.tolist() if torch.is_tensor(ids) else ids
+        rows = [rows] if rows and isinstance(rows[0], int) else rows
+        skip = {self.pad_id, self.sot_id, self.eot_id}
+        return [" ".join(self.words[i] for i in r if i not in skip) for r in rows]
+
+    def state_dict(self):
+        return {"words": self.words[len(SPECIALS):], "context_length": self.context_length}
+
+    @classmethod
+    def from_state_dict(cls, state):
+        return cls(state["words"], state["context_length"])

@@ -1,0 +1,204 @@
+"""One Trainer for every objective: AdamW with no-decay groups, warm-up + cosine, bf16 autocast on
+CUDA, gradient clipping, the reference's logit-scale clamp, a tqdm bar, a per-step history,
+periodic zero-shot evaluation, and atomic checkpoints that resume exactly.
+"""
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+CHECKPOINT_VERSION = 1
+
+
+def pick_device(device=None):
+    """``device`` if given, else CUDA when available, else CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    lr: float = 1e-3
+    warmup: int = 100
+    weight_decay: float = 0.1
+    betas: tuple = (0.9, 0.98)
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    logit_scale_clamp: tuple = (3.0, 6.0)  # the reference; open_clip uses (0, ln 100)
+    eval_every: int = 0                    # 0: only at the end of fit()
+    flush_every: int = 25                  # steps between host syncs (history, bar, NaN check)
+    checkpoint_every: int = 0
+
+
+def parameter_groups(modules, weight_decay):
+    """AdamW groups: decay on weight matrices only; none on biases, norms, embeddings' scale."""
+    decay, no_decay = [], []
+    for module in modules:
+        for name, p in module.named_parameters():
+            if p.requires_grad:
+                (decay if p.ndim >= 2 and "logit_scale" not in name else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def warmup_cosine(warmup, total):
+    def factor(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+    return factor
+
+
+def encode(model, batch):
+    """Every image view in one call, every text view in one call; split back per view."""
+    V, B = batch["images"].shape[:2]
+    img = model.encode_image(batch["images"].flatten(0, 1))
+    names = list(batch["texts"])
+    tokens = torch.cat([batch["texts"][n] for n in names])
+    L = int((tokens != 0).sum(1).max())  # trailing pads change nothing: trim them
+    txt = model.encode_text(tokens[:, :L])
+    return {"image": [{k: v[i * B:(i + 1) * B] for k, v in img.items()} for i in range(V)],
+            "text": {n: {k: v[i * B:(i + 1) * B] for k, v in txt.items()} for i, n in enumerate(names)},
+            "logit_scale": model.logit_scale, "ids": batch["ids"],
+            "mlm_targets": None if "mlm_targets" not in batch else batch["mlm_targets"][:, :L]}
+
+
+class Trainer:
+    """Trains ``model`` with ``objective`` on ``batches`` (a :class:`PairBatches`)."""
+
+    def __init__(self, model, objective, batches, config=None, evaluator=None, device=None):
+        self.config = config or TrainConfig()
+        self.device = pick_device(device)
+        self.model, self.objective, self.batches = model.to(self.device), objective.to(self.device), batches
+        self.evaluator = evaluator  # model -> dict of metrics, called every eval_every steps
+        c = self.config
+        self.optimizer = torch.optim.AdamW(parameter_groups([model, objective], c.weight_decay), lr=c.lr,
+                                           betas=c.betas, eps=c.eps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(c.warmup, c.steps))
+        self.step, self.history, self.evals, self._pending = 0, [], [], []
+        self._tick = time.perf_counter()
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+    def train_step(self):
+        self.model.train()
+        self.objective.train()
+        batch = self.batches.batch(self.step)
+        with self._autocast():
+            terms = self.objective(encode(self.model, batch))
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.model.clamp_logit_scale(*self.config.logit_scale_clamp)
+        self._pending.append({**{k: v.detach().float() for k, v in terms.items()},
+                              "grad_norm": grad_norm, "logit_scale": self.model.logit_scale.detach().exp(),
+                              "lr": torch.tensor(self.scheduler.get_last_lr()[0])})
+        self.step += 1
+        return terms
+
+    def _flush(self):
+        """Move pending step records to the history in one host sync; pairs/s over the window."""
+        if not self._pending:
+            return {}
+        keys = list(self._pending[0])
+        values = torch.stack([torch.stack([p[k].cpu() for k in keys]) for p in self._pending]).tolist()
+        now = time.perf_counter()
+        rate, self._tick = len(values) * self.batches.batch_size / max(now - self._tick, 1e-9), now
+        first = self.step - len(values)
+        for i, row in enumerate(values):
+            self.history.append({"step": first + i + 1, **dict(zip(keys, row)), "pairs_per_s": rate})
+        self._pending = []
+        last = self.history[-1]
+        if not math.isfinite(last["loss"]):
+            raise FloatingPointError(f"Trainer: the loss became {last['loss']} at step {last['step']}; "
+                                     "lower the learning rate or resume from the last checkpoint")
+        return last
+
+    def evaluate(self):
+        if self.evaluator is None:
+            return None
+        self.model.eval()
+        result = {"step": self.step, "pairs_seen": self.step * self.batches.batch_size, **self.evaluator(self.model)}
+        self.evals.append(result)
+        return result
+
+    def fit(self, steps=None, checkpoint=None, progress=True):
+        """Train until ``steps`` (default config.steps) have been taken in total, then evaluate."""
+        c, total = self.config, steps or self.config.steps
+        bar = tqdm(total=total, initial=self.step, disable=not progress, desc=type(self.objective).__name__)
+        self._tick = time.perf_counter()
+        while self.step < total:
+            self.train_step()
+            bar.update(1)
+            if self.step % c.flush_every == 0 or self.step == total:
+                last = self._flush()
+                bar.set_postfix({k: f"{v:.3g}" for k, v in last.items() if k not in ("step", "lr")})
+            if c.eval_every and self.step % c.eval_every == 0 and self.step < total:
+                self.evaluate()
+                self._tick = time.perf_counter()  # evaluation time is not training time
+            if checkpoint and c.checkpoint_every and self.step % c.checkpoint_every == 0:
+                self.save(checkpoint)
+        bar.close()
+        result = self.evaluate()
+        if checkpoint:
+            self.save(checkpoint)
+        return result
+
+    # ----- checkpoints -------------------------------------------------------------------
+    def state_dict(self):
+        return {"version": CHECKPOINT_VERSION, "step": self.step, "model": self.model.state_dict(),
+                "model_config": asdict(self.model.config), "objective": self.objective.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "train_config": asdict(self.config), "history": self.history, "evals": self.evals,
+                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}}
+
+    def save(self, path):
+        """Write atomically: a crash mid-write never leaves a half checkpoint at ``path``."""
+        self._flush()
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        tmp = f"{path}.tmp"
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+
+    def load(self, path):
+        """Resume from ``path``: model, objective (heads, queue), optimiser, schedule, RNGs, step."""
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as e:  # any unreadable file: say which one
+            raise RuntimeError(f"Trainer.load: cannot read checkpoint {path!r}: {e}") from e
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise RuntimeError(f"Trainer.load: {path!r} has checkpoint version {state.get('version')}, "
+                               f"expected {CHECKPOINT_VERSION}")
+        if state["model_config"] != asdict(self.model.config):
+            raise ValueError(f"Trainer.load: {path!r} was saved from a different model config")
+        self.model.load_state_dict(state["model"])
+        self.objective.load_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.history, self.evals = state["step"], state["history"], state["evals"]
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+        return self
+
+    def save_history(self, path):
+        self._flush()
+        with open(path, "w") as f:
+            json.dump({"history": self.history, "evals": self.evals}, f)

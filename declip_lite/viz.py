@@ -1,0 +1,129 @@
+"""Pure plotting functions: arrays in, a matplotlib Figure out (nothing is shown or saved here)."""
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+
+def _np(x):
+    return x.detach().float().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
+
+
+def _wrap(text, width=28):
+    words, lines, line = text.split(), [], ""
+    for w in words:
+        if len(line) + len(w) + 1 > width and line:
+            lines, line = lines + [line], w
+        else:
+            line = f"{line} {w}".strip()
+    return "\n".join(lines + [line])
+
+
+def show_pairs(images, captions, ncols=8, title=None):
+    """A grid of images with their (wrapped) captions as titles."""
+    n = len(images)
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2 * ncols, 2.4 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, cap in zip(axes.flat, images, captions):
+        ax.imshow(_np(img).transpose(1, 2, 0).clip(0, 1))
+        ax.set_title(_wrap(cap), fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def similarity_heatmaps(matrices, titles, suptitle=None):
+    """Side-by-side image-text cosine-similarity matrices (rows: images, columns: captions)."""
+    fig, axes = plt.subplots(1, len(matrices), figsize=(4.2 * len(matrices), 3.8), squeeze=False)
+    for ax, m, t in zip(axes[0], matrices, titles):
+        im = ax.imshow(_np(m), cmap="viridis")
+        ax.set(title=t, xlabel="caption", ylabel="image")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def smooth(values, window):
+    v = np.asarray(values, dtype=float)
+    if window <= 1 or len(v) < window:
+        return v
+    return np.convolve(v, np.ones(window) / window, mode="valid")
+
+
+def loss_curves(history, keys, window=10, ax=None, title=None):
+    """One smoothed curve per named term of a Trainer history."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3.5))
+    steps = np.array([h["step"] for h in history])
+    for k in keys:
+        vals = [h[k] for h in history if k in h]
+        if vals:
+            ax.plot(steps[: len(vals)][window - 1:] if len(vals) >= window else steps[: len(vals)], smooth(vals, window), label=k)
+    ax.set(xlabel="step", title=title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def accuracy_bars(results, chance=None, title="zero-shot top-1"):
+    """Grouped bars: {run label: {task: accuracy}}; dashed ticks mark chance per task."""
+    labels = list(results)
+    tasks = [t for t in results[labels[0]] if t != "mean"]
+    x, width = np.arange(len(tasks)), 0.8 / len(labels)
+    fig, ax = plt.subplots(figsize=(1.1 * len(tasks) + 2, 3.5))
+    for i, lab in enumerate(labels):
+        ax.bar(x + i * width, [results[lab][t] for t in tasks], width, label=lab)
+    if chance:
+        for j, t in enumerate(tasks):
+            ax.hlines(chance[t], j - 0.1, j + 0.8, colors="k", linestyles="dashed", linewidth=1)
+    ax.set_xticks(x + 0.4 - width / 2, tasks)
+    ax.set(ylim=(0, 1), ylabel="top-1", title=title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def confusion_plot(confusion, classnames, title=None):
+    c = _np(confusion).astype(float)
+    c = c / c.sum(1, keepdims=True).clip(1)
+    fig, ax = plt.subplots(figsize=(0.45 * len(classnames) + 2, 0.45 * len(classnames) + 1.5))
+    ax.imshow(c, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classnames)), classnames, rotation=60, fontsize=8)
+    ax.set_yticks(range(len(classnames)), classnames, fontsize=8)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.tight_layout()
+    return fig
+
+
+def softmax_at_temperature(similarities, temperature, labels=None):
+    """Rows of softmax(similarity / temperature): how the temperature sharpens the distribution."""
+    sim = _np(similarities)
+    z = sim / temperature
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for i, row in enumerate(p):
+        ax.plot(row, marker="o", label=None if labels is None else labels[i])
+    ax.set(xlabel="caption", ylabel="probability", ylim=(0, 1.02),
+           title=f"softmax at temperature {temperature:.3g} (scale {1 / temperature:.3g})")
+    if labels is not None:
+        ax.legend(fontsize=7)
+    return fig
+
+
+def retrieval_examples(images, captions, similarity, k=3, n=4):
+    """For the first ``n`` captions, the ``k`` best-matching images with their similarity."""
+    sim = _np(similarity)
+    fig, axes = plt.subplots(n, k, figsize=(2.2 * k, 2.4 * n), squeeze=False)
+    for r in range(n):
+        best = np.argsort(-sim[:, r])[:k]
+        for c, i in enumerate(best):
+            ax = axes[r, c]
+            ax.imshow(_np(images[i]).transpose(1, 2, 0).clip(0, 1))
+            ax.set_title(f"{sim[i, r]:.2f}" + (" (own)" if i == r else ""), fontsize=8)
+            ax.axis("off")
+        axes[r, 0].text(-0.1, 0.5, _wrap(captions[r], 22), transform=axes[r, 0].transAxes, ha="right",
+                        va="center", fontsize=8)
+    fig.tight_layout()
+    return fig

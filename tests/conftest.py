@@ -1,0 +1,15 @@
+import pytest
+import torch
+
+from declip_lite.data.loader import shapecaps_tokenizer
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return shapecaps_tokenizer()

@@ -1,0 +1,149 @@
+import math
+
+import torch
+import torch.nn.functional as F
+
+from declip_lite.objectives import CLIP, DeCLIP, NNQueue, SimSiam, contrastive_loss, multi_view_loss
+from declip_lite.objectives.mlm import MLMHead
+from declip_lite.objectives.nns import NNS
+from declip_lite.text.augment import IGNORE
+
+
+def brute_force_clip(img, txt, scale):
+    img, txt = F.normalize(img, dim=-1), F.normalize(txt, dim=-1)
+    n, s, total = len(img), math.exp(scale), 0.0
+    for i in range(n):
+        row = [s * float(img[i] @ txt[j]) for j in range(n)]
+        col = [s * float(txt[i] @ img[j]) for j in range(n)]
+        total += -row[i] + math.log(sum(math.exp(r) for r in row))
+        total += -col[i] + math.log(sum(math.exp(c) for c in col))
+    return total / (2 * n)
+
+
+def test_clip_loss_equals_brute_force():
+    img, txt = torch.randn(7, 5, dtype=torch.float64), torch.randn(7, 5, dtype=torch.float64)
+    got = contrastive_loss(img, txt, torch.tensor(2.3, dtype=torch.float64))
+    assert math.isclose(got.item(), brute_force_clip(img, txt, 2.3), rel_tol=1e-9)
+
+
+def test_aligned_embeddings_at_high_scale_give_zero_loss():
+    x = torch.eye(8)
+    assert contrastive_loss(x, x * 3, torch.tensor(math.log(100.0))) < 1e-3
+    assert contrastive_loss(x, x.roll(1, 0), torch.tensor(math.log(100.0))) > 10
+
+
+def test_clip_objective_returns_named_terms():
+    enc = {"image": [{"embed": torch.randn(4, 6, requires_grad=True)}], "text": {"caption": {"embed": torch.randn(4, 6)}},
+           "logit_scale": torch.tensor(2.0, requires_grad=True)}
+    out = CLIP()(enc)
+    assert set(out) == {"loss", "clip"} and out["loss"].requires_grad
+    out["loss"].backward()
+    assert enc["logit_scale"].grad is not None
+
+
+def test_mvs_is_the_mean_of_four_clip_losses():
+    i1, i2, t, ta, s = torch.randn(5, 4), torch.randn(5, 4), torch.randn(5, 4), torch.randn(5, 4), torch.tensor(1.5)
+    four = [contrastive_loss(a, b, s) for a in (i1, i2) for b in (t, ta)]
+    assert torch.allclose(multi_view_loss([i1, i2], [t, ta], s), sum(four) / 4)
+
+
+def test_simsiam_stop_gradient_blocks_the_target_branch():
+    torch.manual_seed(0)
+    head = SimSiam(8, proj_dim=16, pred_dim=4)
+    e1, e2 = torch.randn(6, 8, requires_grad=True), torch.randn(6, 8, requires_grad=True)
+    z1, z2 = head.projector(e1), head.projector(e2)
+    p1, p2 = head.predictor(z1), head.predictor(z2)
+    from declip_lite.objectives.simsiam import simsiam_loss
+    z2.retain_grad()
+    simsiam_loss(p1, p2, z1, z2).backward(retain_graph=True)
+    direct = torch.autograd.grad(-0.5 * F.cosine_similarity(p1, z2.detach()).mean(), p1, retain_graph=True)[0]
+    assert torch.allclose(direct, torch.autograd.grad(simsiam_loss(p1, p2, z1, z2), p1, retain_graph=True)[0])
+    # the gradient into z2 comes only through p2 = predictor(z2), never through the target z2 itself
+    g_sg = torch.autograd.grad(simsiam_loss(p1, p2, z1, z2), z2, retain_graph=True)[0]
+    g_p2 = torch.autograd.grad(-0.5 * F.cosine_similarity(p2, z1.detach()).mean(), z2, retain_graph=True)[0]
+    assert torch.allclose(g_sg, g_p2, atol=1e-7)
+    g_no = torch.autograd.grad(simsiam_loss(p1, p2, z1, z2, stop_gradient=False), z2)[0]
+    assert not torch.allclose(g_no, g_p2, atol=1e-6)
+
+
+def test_simsiam_loss_is_minus_one_for_identical_predictions():
+    p = torch.randn(4, 5)
+    from declip_lite.objectives.simsiam import simsiam_loss
+    assert torch.isclose(simsiam_loss(p, p, p, p), torch.tensor(-1.0))
+
+
+def test_mlm_loss_only_on_masked_positions():
+    head = MLMHead(4, 10)
+    states = torch.randn(2, 3, 4, requires_grad=True)
+    targets = torch.tensor([[IGNORE, 3, IGNORE], [IGNORE, IGNORE, 7]])
+    out = head(states, targets)
+    logits = head.proj(states)
+    expect = F.cross_entropy(torch.stack([logits[0, 1], logits[1, 2]]), torch.tensor([3, 7]))
+    assert torch.isclose(out["mlm"], expect)
+    out["mlm"].backward()
+    assert states.grad[0, 0].abs().sum() == 0 and states.grad[0, 1].abs().sum() > 0
+
+
+def test_queue_lookup_happens_before_enqueue_and_wraps_fifo():
+    q = NNQueue(3, size=4)
+    x = F.normalize(torch.randn(3, 3), dim=-1)
+    before = q.features.clone()
+    feats, sim, _ = q.lookup(x)
+    assert all(any(torch.allclose(f, b) for b in before) for f in feats)  # from the old queue
+    q.enqueue(x, torch.tensor([10, 11, 12]))
+    q.enqueue(x[:2], torch.tensor([13, 14]))  # wraps: slots 3, 0
+    assert q.ids.tolist() == [14, 11, 12, 13] and q.ptr.item() == 1
+    assert torch.allclose(q.lookup(x[1:2])[0], x[1:2], atol=1e-6)
+
+
+def test_exclude_self_never_returns_the_same_sample():
+    q = NNQueue(3, size=8, exclude_self=True)
+    x = F.normalize(torch.randn(4, 3), dim=-1)
+    q.enqueue(x, torch.arange(4))
+    _, _, ids = q.lookup(x, torch.arange(4))
+    assert (ids != torch.arange(4)).all()
+    q.exclude_self = False
+    assert (q.lookup(x, torch.arange(4))[2] == torch.arange(4)).all()
+
+
+def test_nns_gradients_reach_images_and_scale_not_texts():
+    nns = NNS(4, queue_size=16)
+    img = [torch.randn(3, 4, requires_grad=True) for _ in range(2)]
+    txt = [torch.randn(3, 4, requires_grad=True) for _ in range(2)]
+    scale = torch.tensor(2.0, requires_grad=True)
+    out = nns(img, txt, scale)
+    out["nns"].backward()
+    assert img[0].grad.abs().sum() > 0 and scale.grad is not None
+    assert txt[0].grad is None and txt[1].grad is None
+    assert nns.queue.ptr.item() == 6
+
+
+def _encodings(n=6, d=8, width=12, vocab=20, views=("caption", "masked", "eda")):
+    g = torch.Generator().manual_seed(0)
+    enc = {"image": [{"embed": torch.randn(n, d, generator=g)} for _ in range(2)],
+           "text": {v: {"embed": torch.randn(n, d, generator=g), "tokens": torch.randn(n, 5, width, generator=g)}
+                    for v in views},
+           "logit_scale": torch.tensor(2.5), "ids": torch.arange(n),
+           "mlm_targets": torch.where(torch.rand(n, 5, generator=g) < 0.3, torch.randint(5, vocab, (n, 5), generator=g), IGNORE)}
+    return enc
+
+
+def test_declip_with_only_clip_equals_clip():
+    enc = _encodings()
+    only = DeCLIP(8, 12, 20, weights={"clip": 1.0, "nns": 0, "simsiam": 0, "mlm": 0}, mvs=False)
+    assert only.image_views == 1 and only.text_views == ("caption",)
+    assert torch.equal(only(enc)["loss"], CLIP()(enc)["loss"])
+
+
+def test_declip_sums_its_weighted_terms():
+    enc = _encodings()
+    torch.manual_seed(0)
+    full = DeCLIP(8, 12, 20, queue_size=32).train()
+    assert full.image_views == 2 and full.text_views == ("masked", "eda")
+    out = full(enc)
+    assert {"clip", "nns", "simsiam", "mlm", "mlm_acc", "z_std", "nn_similarity", "nn_self_rate"} <= set(out)
+    expect = 0.4 * out["clip"] + 0.2 * out["nns"] + 0.2 * out["simsiam"] + 0.2 * out["mlm"]
+    assert torch.isclose(out["loss"], expect)
+    t = enc["text"]["masked"]["embed"]
+    assert torch.isclose(out["clip"], multi_view_loss([v["embed"] for v in enc["image"]], [t, enc["text"]["eda"]["embed"]],
+                                                      enc["logit_scale"]))

@@ -1,0 +1,97 @@
+import os
+
+import pytest
+import torch
+
+from declip_lite import experiments
+from declip_lite.train import TrainConfig, Trainer, parameter_groups, warmup_cosine
+
+
+def tiny_run(method="clip", steps=6, **kw):
+    return experiments.build(method, "smoke", seed=0, device="cpu", pairs=64, batch_size=16, steps=steps, warmup=2,
+                             eval_n=16, **kw)
+
+
+def test_history_records_every_term_scale_lr_and_rate():
+    run = tiny_run(steps=4)
+    run.trainer.config.flush_every = 3
+    run.trainer.fit(progress=False)
+    h = run.trainer.history
+    assert [r["step"] for r in h] == [1, 2, 3, 4]
+    assert {"loss", "clip", "logit_scale", "lr", "pairs_per_s", "grad_norm"} <= set(h[0])
+    assert run.trainer.evals[-1]["step"] == 4 and 0 <= run.trainer.evals[-1]["mean"] <= 1
+
+
+def test_logit_scale_clamp_holds_after_a_step():
+    run = tiny_run(steps=1)
+    run.trainer.train_step()
+    assert 3.0 <= run.model.logit_scale.item() <= 6.0
+    run.trainer.config.logit_scale_clamp = (0.0, 1.0)
+    run.trainer.train_step()
+    assert run.model.logit_scale.item() <= 1.0
+
+
+def test_no_weight_decay_on_scale_biases_norms():
+    run = tiny_run()
+    decay, no_decay = parameter_groups([run.model], 0.1)
+    ids = {id(p) for p in decay["params"]}
+    assert id(run.model.logit_scale) not in ids
+    assert all(id(m.weight) not in ids for m in run.model.modules() if isinstance(m, torch.nn.LayerNorm))
+    assert all(p.ndim >= 2 for p in decay["params"])
+
+
+def test_warmup_then_cosine_to_zero():
+    f = warmup_cosine(10, 110)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0) and f(110) == pytest.approx(0.0)
+    assert f(60) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("method", ["clip", "declip"])
+def test_resume_gives_the_same_next_step_loss(tmp_path, method):
+    straight = tiny_run(method)
+    straight.trainer.fit(steps=4, progress=False)
+    expected = straight.trainer.train_step()["loss"].item()
+
+    first = tiny_run(method)
+    first.trainer.fit(steps=3, progress=False)
+    path = str(tmp_path / "ckpt.pt")
+    first.trainer.save(path)
+    first.trainer.train_step()  # work after the checkpoint is lost with the process
+    resumed = tiny_run(method)
+    resumed.trainer.load(path)
+    assert resumed.trainer.step == 3
+    resumed.trainer.fit(steps=4, progress=False)
+    assert resumed.trainer.train_step()["loss"].item() == pytest.approx(expected, rel=1e-5)
+    assert not os.path.exists(path + ".tmp")
+
+
+def test_load_names_the_bad_file(tmp_path):
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="broken.pt"):
+        tiny_run().trainer.load(str(bad))
+
+
+def test_nan_loss_stops_with_a_clear_message():
+    run = tiny_run(steps=3)
+    run.trainer.config.flush_every = 1
+    with torch.no_grad():
+        run.model.text.proj.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="step 1"):
+        run.trainer.fit(progress=False)
+
+
+def test_cached_run_is_loaded_not_retrained(tmp_path):
+    kw = dict(pairs=64, batch_size=16, steps=3, warmup=1, eval_n=16, device="cpu")
+    a = experiments.train("clip", "smoke", 0, runs_dir=str(tmp_path), progress=False, **kw)
+    assert os.path.exists(tmp_path / f"{a.name}.json")
+    b = experiments.train("clip", "smoke", 0, runs_dir=str(tmp_path), progress=False, **kw)
+    assert b.trainer.step == 3 and b.trainer.history == a.trainer.history
+    assert torch.equal(a.model.logit_scale, b.model.logit_scale)
+
+
+def test_unknown_preset_and_method_are_named():
+    with pytest.raises(ValueError, match="huge"):
+        experiments.build("clip", "huge")
+    with pytest.raises(ValueError, match="clop"):
+        experiments.build("clop", "smoke", pairs=64, batch_size=16, eval_n=8)
