@@ -75,3 +75,16 @@ def save_json(result, path):
     with open(tmp, "w") as f:
         json.dump(result, f, indent=1)
     os.replace(tmp, path)
+
+
+@torch.no_grad()
+def fill_masks(model, mlm_head, tokenizer, tokens, k=3):
+    """The MLM head's top-``k`` words at every <mask>: [(row, position, [(word, prob), ...]), ...]."""
+    model.eval()
+    dev = next(model.parameters()).device
+    tokens = tokens.to(dev)
+    probs = mlm_head.proj(model.encode_text(tokens)["tokens"]).float().softmax(-1)
+    rows, cols = (tokens == tokenizer.mask_id).nonzero(as_tuple=True)
+    top = probs[rows, cols].topk(k, -1)
+    return [(r, c, [(tokenizer.words[i], p) for i, p in zip(ids, ps)])
+            for r, c, ids, ps in zip(rows.tolist(), cols.tolist(), top.indices.tolist(), top.values.tolist())]

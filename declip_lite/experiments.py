@@ -40,23 +40,26 @@ PRESETS = {
     "gpu": Preset(pairs=50_000, steps=6000, batch_size=512, warmup=300, eval_n=2000, eval_every=500),
 }
 
-ABLATION = {  # DeCLIP's ablation ladder: CLIP -> +MVS -> +ISS+TSS -> +NNS (= DeCLIP)
+METHODS = {  # DeCLIP with some signals off; weights keep the reference's ratios to the CLIP term
     "clip": {},
+    "clip+iss": dict(mvs=False, weights={"nns": 0, "mlm": 0}),
+    "clip+tss": dict(mvs=False, weights={"nns": 0, "simsiam": 0}),
+    "clip+nns": dict(mvs=False, weights={"simsiam": 0, "mlm": 0}),
     "clip+mvs": dict(weights={"clip": 1.0, "nns": 0, "simsiam": 0, "mlm": 0}),
-    "clip+mvs+ss": dict(weights={"nns": 0}),
+    "clip+mvs+ss": dict(weights={"nns": 0}),  # the ablation ladder: clip, +mvs, +ss, declip
     "declip": {},
 }
 
 
 def make_objective(method, config, vocab_size, **kwargs):
-    """``method``: "clip" or an ``ABLATION`` rung of DeCLIP; kwargs reach DeCLIP (weights, ...)."""
+    """``method``: "clip" or a key of ``METHODS``; kwargs reach DeCLIP (weights, queue_size, ...)."""
     if method == "clip":
         if kwargs:
             raise TypeError(f"make_objective: CLIP takes no options, got {sorted(kwargs)}")
         return CLIP()
-    if method not in ABLATION:
-        raise ValueError(f"make_objective: unknown method {method!r}; choose from {sorted(ABLATION)}")
-    return DeCLIP(config.embed_dim, config.text_width, vocab_size, **{**ABLATION[method], **kwargs})
+    if method not in METHODS:
+        raise ValueError(f"make_objective: unknown method {method!r}; choose from {sorted(METHODS)}")
+    return DeCLIP(config.embed_dim, config.text_width, vocab_size, **{**METHODS[method], **kwargs})
 
 
 @dataclass
@@ -69,6 +72,7 @@ class Run:
     dataset: ShapeCaps
     tasks: dict
     trainer: Trainer
+    seconds: float = None  # training time of the last fit()
 
     @property
     def model(self):
@@ -132,31 +136,51 @@ def fit(run, runs_dir="data/runs", progress=True):
     if run.trainer.step < run.preset.steps:
         start = time.perf_counter()
         run.trainer.fit(checkpoint=path and path + ".pt", progress=progress)
+        run.seconds = time.perf_counter() - start
         if path:
-            save_json(result(run, time.perf_counter() - start), path + ".json")
+            save_json(result(run), path + ".json")
     return run
 
 
-def result(run, seconds=None):
+def result(run):
     """The JSON record of a finished run."""
     last = run.trainer.evals[-1] if run.trainer.evals else {}
     return {"name": run.name, "method": run.method, "seed": run.seed, "preset": asdict(run.preset),
-            "hardware": hardware(run.trainer.device), "train_seconds": seconds,
+            "hardware": hardware(run.trainer.device), "train_seconds": run.seconds,
             "pairs_seen": run.trainer.step * run.preset.batch_size,
             "zero_shot": {t: last.get(t) for t in [*TASKS, "mean"]}, "evals": run.trainer.evals,
             "torch": torch.__version__}
 
 
+def summarise(runs):
+    """{method: {task: (mean, std over seeds)}} for a list of finished runs."""
+    by_method = {}
+    for run in runs:
+        by_method.setdefault(run.method, []).append(result(run)["zero_shot"])
+    out = {}
+    for method, rows in by_method.items():
+        t = torch.tensor([[r[k] for k in rows[0]] for r in rows], dtype=torch.float64)
+        std = t.std(0, unbiased=True) if len(rows) > 1 else torch.zeros(t.shape[1], dtype=torch.float64)
+        out[method] = {k: (m, s) for k, m, s in zip(rows[0], t.mean(0).tolist(), std.tolist())}
+    return out
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Train one declip-lite run and print its zero-shot result.")
-    parser.add_argument("method", choices=sorted(ABLATION))
+    parser = argparse.ArgumentParser(description="Train declip-lite runs (cached) and summarise zero-shot accuracy.")
+    parser.add_argument("methods", nargs="+", choices=sorted(METHODS))
     parser.add_argument("--preset", default="smoke", choices=sorted(PRESETS))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--runs-dir", default="data/runs")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--summary", default=None, help="write the mean/std table and run records here (JSON)")
     args = parser.parse_args(argv)
-    run = train(args.method, args.preset, args.seed, args.runs_dir, device=args.device)
-    print(json.dumps(result(run)["zero_shot"], indent=1))
+    runs = [train(m, args.preset, s, args.runs_dir, device=args.device) for m in args.methods for s in args.seeds]
+    table = summarise(runs)
+    for method, row in table.items():
+        print(f"{method:12s} " + "  ".join(f"{k} {m:.3f}±{sd:.3f}" for k, (m, sd) in row.items()))
+    if args.summary:
+        save_json({"preset": args.preset, "seeds": args.seeds, "hardware": hardware(runs[0].trainer.device),
+                   "summary": table, "runs": [result(r) for r in runs]}, args.summary)
 
 
 if __name__ == "__main__":

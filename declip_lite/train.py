@@ -72,7 +72,7 @@ def encode(model, batch):
     txt = model.encode_text(tokens[:, :L])
     return {"image": [{k: v[i * B:(i + 1) * B] for k, v in img.items()} for i in range(V)],
             "text": {n: {k: v[i * B:(i + 1) * B] for k, v in txt.items()} for i, n in enumerate(names)},
-            "logit_scale": model.logit_scale, "ids": batch["ids"],
+            "logit_scale": model.logit_scale, "ids": batch["ids"], "content": batch.get("content"),
             "mlm_targets": None if "mlm_targets" not in batch else batch["mlm_targets"][:, :L]}
 
 

@@ -8,6 +8,7 @@ import torch
 
 from ..text.augment import TokenEDA, mask_tokens
 from .captions import ATTRIBUTE_WORDS, SYNONYM_GROUPS
+from .scenes import content_key
 from .views import AUGMENTATIONS, augment, object_boxes
 
 CACHE_BYTES = 2**31  # cache rendered images (uint8) when the whole set fits in this
@@ -44,7 +45,9 @@ class PairBatches:
         everything = torch.arange(n)
         self.tokens = torch.cat([tokenizer.encode(dataset.captions(everything[i:i + 8192]))
                                  for i in range(0, n, 8192)]).to(self.device)
-        self.boxes = object_boxes(dataset.scenes(everything)).to(self.device)
+        scenes = dataset.scenes(everything)
+        self.boxes = object_boxes(scenes).to(self.device)
+        self.content = content_key(scenes).to(self.device)  # what each image shows, for diagnostics
         self.images = None
         if n * 3 * S * S <= CACHE_BYTES:
             self.images = torch.cat([(dataset.images(everything[i:i + 4096]) * 255).round().to(torch.uint8)
@@ -73,7 +76,8 @@ class PairBatches:
         return torch.where(flipped[:, None], swapped, tokens)
 
     def batch(self, step):
-        """{"images": (V, B, 3, S, S), "texts": {name: (B, L)}, "ids": (B,), ["mlm_targets"]}."""
+        """{"images": (V, B, 3, S, S), "texts": {name: (B, L)}, "ids": (B,), "content": (B,),
+        ["mlm_targets"]}; ``content`` keys what each image shows (see ``scenes.content_key``)."""
         index = self.indices(step)
         g = _generator(self.device, self.seed, step, 1)
         pixels, tokens = self.pixels(index), self.tokens[index]
@@ -83,7 +87,7 @@ class PairBatches:
             tokens = self._rewrite_left_right(tokens, flipped)
         boxes = self.boxes[index]
         images = torch.stack([augment(pixels, self.aug, g, boxes, flipped) for _ in range(self.image_views)])
-        out = {"images": images, "texts": {}, "ids": index}
+        out = {"images": images, "texts": {}, "ids": index, "content": self.content[index]}
         for name in self.text_views:
             if name == "caption":
                 out["texts"][name] = tokens

@@ -58,7 +58,7 @@ class DeCLIP(nn.Module):
         if self.on("clip"):
             terms["clip"] = multi_view_loss(images, texts, scale) if self.mvs else contrastive_loss(images[0], t, scale)
         if self.nns is not None:
-            terms.update(self.nns(images, texts, scale, enc.get("ids")))
+            terms.update(self.nns(images, texts, scale, enc.get("ids"), enc.get("content")))
         if self.simsiam is not None:
             terms.update(self.simsiam(images[0], images[1]))
         if self.mlm is not None:

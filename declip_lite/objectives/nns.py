@@ -23,24 +23,30 @@ class NNQueue(nn.Module):
         super().__init__()
         self.register_buffer("features", F.normalize(torch.randn(size, dim), dim=-1))
         self.register_buffer("ids", torch.full((size,), -1, dtype=torch.long))
+        self.register_buffer("content", torch.full((size,), -1, dtype=torch.long))
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
         self.exclude_self = exclude_self
 
     @torch.no_grad()
-    def lookup(self, text, ids=None):
-        """Nearest queue entry of each row: (features, cosine similarity, ids of the entries)."""
+    def similarities(self, text, ids=None):
         sim = F.normalize(text.float(), dim=-1) @ self.features.T
         if self.exclude_self and ids is not None:
             sim = sim.masked_fill(self.ids[None] == ids[:, None], -2.0)
-        best, where = sim.max(1)
-        return self.features[where], best, self.ids[where]
+        return sim
 
     @torch.no_grad()
-    def enqueue(self, text, ids=None):
+    def lookup(self, text, ids=None):
+        """Nearest queue entry of each row: (features, cosine similarity, slot in the queue)."""
+        best, where = self.similarities(text, ids).max(1)
+        return self.features[where], best, where
+
+    @torch.no_grad()
+    def enqueue(self, text, ids=None, content=None):
         n, size = len(text), len(self.features)
         slots = (self.ptr + torch.arange(n, device=text.device)) % size
         self.features[slots] = F.normalize(text.float(), dim=-1)
         self.ids[slots] = -1 if ids is None else ids
+        self.content[slots] = -1 if content is None else content
         self.ptr.copy_((self.ptr + n) % size)
 
 
@@ -49,14 +55,19 @@ class NNS(nn.Module):
         super().__init__()
         self.queue = NNQueue(dim, queue_size, exclude_self)
 
-    def forward(self, images, texts, logit_scale, ids=None):
-        """images: the image views' embeddings; texts: the text views' embeddings (T, T_aug)."""
+    def forward(self, images, texts, logit_scale, ids=None, content=None):
+        """images: the image views' embeddings; texts: the text views' embeddings (T, T_aug).
+        ``ids`` (sample ids) enable exclude_self; with ``content`` (what each pair shows) the
+        diagnostics say how often the neighbour is the pair itself, or shows the same thing."""
         found = [self.queue.lookup(t, ids) for t in texts]
         loss = sum(one_way_loss(i, nn_t.to(i.dtype), logit_scale) for i in images for nn_t, _, _ in found)
-        for t in texts:
-            self.queue.enqueue(t.detach(), ids)
         terms = {"nns": loss / (len(images) * len(texts)),
                  "nn_similarity": torch.stack([s.mean() for _, s, _ in found]).mean()}
+        rate = lambda table, mine: torch.stack([(table[w] == mine).float().mean() for _, _, w in found]).mean()  # noqa: E731
         if ids is not None:
-            terms["nn_self_rate"] = torch.stack([(i == ids).float().mean() for _, _, i in found]).mean()
+            terms["nn_self_rate"] = rate(self.queue.ids, ids)
+        if content is not None:
+            terms["nn_precision"] = rate(self.queue.content, content)
+        for t in texts:
+            self.queue.enqueue(t.detach(), ids, content)
         return terms
