@@ -36,9 +36,10 @@ class Preset:
 
 PRESETS = {
     "smoke": Preset(pairs=2048, steps=60, batch_size=128, warmup=10, eval_n=256, eval_every=0),
-    "cpu": Preset(pairs=5000, steps=2000, batch_size=128, warmup=100, eval_n=1000, eval_every=250),
-    "gpu": Preset(pairs=50_000, steps=6000, batch_size=512, warmup=300, eval_n=2000, eval_every=500),
+    "cpu": Preset(pairs=20_000, steps=2000, batch_size=128, warmup=100, eval_n=1000, eval_every=250),
+    "gpu": Preset(pairs=100_000, steps=4000, batch_size=256, warmup=200, eval_n=2000, eval_every=500),
 }
+SMALL_DATA = dict(pairs=5000, steps=1200)  # notebooks 02-06 in full mode: the regime DeCLIP targets
 
 METHODS = {  # DeCLIP with some signals off; weights keep the reference's ratios to the CLIP term
     "clip": {},
@@ -102,7 +103,8 @@ def build(method="clip", preset="smoke", seed=0, device=None, augmentation=None,
     config = model_config(preset.model, vocab_size=tokenizer.vocab_size, image_size=preset.image_size,
                           **(model_overrides or {}))
     objective = make_objective(method, config, tokenizer.vocab_size, **(objective_options or {}))
-    augmentation = augmentation or ("clip" if method == "clip" else "moco")
+    # DeCLIP's views default to "safe": the reference's MoCo views make ShapeCaps captions false
+    augmentation = augmentation or ("clip" if method == "clip" else "safe")
     dataset = ShapeCaps(preset.pairs, seed=seed, image_size=preset.image_size, wrong_attribute_rate=noise[0],
                         swap_rate=noise[1], device=device)
     batches = PairBatches(dataset, tokenizer, preset.batch_size, objective.image_views, objective.text_views,
@@ -165,16 +167,36 @@ def summarise(runs):
     return out
 
 
+def _assignments(pairs):
+    """["k=v", ...] -> {k: v} with v parsed as JSON when it can be (numbers, booleans, lists)."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"expected KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Train declip-lite runs (cached) and summarise zero-shot accuracy.")
     parser.add_argument("methods", nargs="+", choices=sorted(METHODS))
     parser.add_argument("--preset", default="smoke", choices=sorted(PRESETS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="preset overrides, e.g. pairs=5000")
+    parser.add_argument("--objective", nargs="*", default=[], metavar="OPTION=VALUE", help="e.g. exclude_self=true")
+    parser.add_argument("--augmentation", default=None)
     parser.add_argument("--runs-dir", default="data/runs")
     parser.add_argument("--device", default=None)
     parser.add_argument("--summary", default=None, help="write the mean/std table and run records here (JSON)")
     args = parser.parse_args(argv)
-    runs = [train(m, args.preset, s, args.runs_dir, device=args.device) for m in args.methods for s in args.seeds]
+    options = dict(device=args.device, augmentation=args.augmentation, **_assignments(args.set))
+    if args.objective:
+        options["objective_options"] = _assignments(args.objective)
+    runs = [train(m, args.preset, s, args.runs_dir, **options) for m in args.methods for s in args.seeds]
     table = summarise(runs)
     for method, row in table.items():
         print(f"{method:12s} " + "  ".join(f"{k} {m:.3f}±{sd:.3f}" for k, (m, sd) in row.items()))

@@ -54,7 +54,8 @@ def uniform(seed, index, stream, n):
 
 def randint(seed, index, stream, n, high):
     """``(len(index), n)`` integers in [0, high); ``high`` may be a tensor broadcast per row."""
-    return (uniform(seed, index, stream, n) * high).long().clamp_max(torch.as_tensor(high) - 1)
+    u = uniform(seed, index, stream, n)
+    return (u * high).long().clamp_max(torch.as_tensor(high, device=u.device) - 1)
 
 
 @dataclass

@@ -3,8 +3,9 @@
 ``AUGMENTATIONS["moco"]`` is the reference's MoCo-v2 view (random resized crop 0.2-1, colour
 jitter 0.4/0.4/0.4/0.1 with p=0.8, grayscale p=0.2, Gaussian blur p=0.5, flip), ``"clip"`` the
 CLIP baseline's crop 0.5-1. On ShapeCaps these can make a caption false: hue jitter turns red
-into orange, a flip swaps left and right, a crop cuts an object out. ``"safe"`` keeps hue,
-rewrites left/right in the caption when it flips, and crops around all objects.
+into orange, a flip swaps left and right and mirrors digits, a crop cuts an object out.
+``"safe"`` keeps hue, never flips and crops around all objects. ``flip="rewrite"`` flips and
+swaps left/right in the caption instead; that fixes relations but not a mirrored "7".
 
 ``moco_v2_transform`` is the same view for one PIL image or tensor, from torchvision's v2
 transforms, for real-image datasets.
@@ -31,7 +32,7 @@ class Augmentation:
 AUGMENTATIONS = {
     "moco": Augmentation(),
     "clip": Augmentation(crop_scale=(0.5, 1.0), jitter=(0, 0, 0, 0), p_jitter=0, p_gray=0, p_blur=0, flip="none"),
-    "safe": Augmentation(jitter=(0.4, 0.4, 0.4, 0.0), flip="rewrite", keep_objects=True),
+    "safe": Augmentation(jitter=(0.4, 0.4, 0.4, 0.0), flip="none", keep_objects=True),
     "none": Augmentation(crop_scale=(1.0, 1.0), jitter=(0, 0, 0, 0), p_jitter=0, p_gray=0, p_blur=0, flip="none"),
 }
 
