@@ -73,6 +73,7 @@ class Run:
     dataset: ShapeCaps
     tasks: dict
     trainer: Trainer
+    options: dict = None   # augmentation, noise, model and objective options
     seconds: float = None  # training time of the last fit()
 
     @property
@@ -113,9 +114,9 @@ def build(method="clip", preset="smoke", seed=0, device=None, augmentation=None,
     train_config = TrainConfig(steps=preset.steps, lr=preset.lr, warmup=preset.warmup, eval_every=preset.eval_every)
     trainer = Trainer(CLIPModel(config), objective, batches, train_config,
                       evaluator=lambda m: evaluate_tasks(m, tokenizer, tasks), device=device)
-    name = run_name(method, preset, seed, augmentation=augmentation, noise=noise, model=model_overrides,
-                    objective=objective_options)
-    return Run(name, method, preset, seed, tokenizer, dataset, tasks, trainer)
+    options = dict(augmentation=augmentation, noise=noise, model=model_overrides, objective=objective_options)
+    return Run(run_name(method, preset, seed, **options), method, preset, seed, tokenizer, dataset, tasks, trainer,
+               options)
 
 
 def hardware(device):
@@ -147,7 +148,7 @@ def fit(run, runs_dir="data/runs", progress=True):
 def result(run):
     """The JSON record of a finished run."""
     last = run.trainer.evals[-1] if run.trainer.evals else {}
-    return {"name": run.name, "method": run.method, "seed": run.seed, "preset": asdict(run.preset),
+    return {"name": run.name, "method": run.method, "seed": run.seed, "preset": asdict(run.preset), "options": run.options,
             "hardware": hardware(run.trainer.device), "train_seconds": run.seconds,
             "pairs_seen": run.trainer.step * run.preset.batch_size,
             "zero_shot": {t: last.get(t) for t in [*TASKS, "mean"]}, "evals": run.trainer.evals,
