@@ -4,7 +4,8 @@
 jitter 0.4/0.4/0.4/0.1 with p=0.8, grayscale p=0.2, Gaussian blur p=0.5, flip), ``"clip"`` the
 CLIP baseline's crop 0.5-1. On ShapeCaps these can make a caption false: hue jitter turns red
 into orange, a flip swaps left and right and mirrors digits, a crop cuts an object out.
-``"safe"`` keeps hue, never flips and crops around all objects. ``flip="rewrite"`` flips and
+Grayscale erases colour, and a strong zoom makes a "small" object large. ``"safe"`` keeps
+hue, never greys or flips, and crops mildly (area 0.6-1) around all objects. ``flip="rewrite"`` flips and
 swaps left/right in the caption instead; that fixes relations but not a mirrored "7".
 
 ``moco_v2_transform`` is the same view for one PIL image or tensor, from torchvision's v2
@@ -32,7 +33,7 @@ class Augmentation:
 AUGMENTATIONS = {
     "moco": Augmentation(),
     "clip": Augmentation(crop_scale=(0.5, 1.0), jitter=(0, 0, 0, 0), p_jitter=0, p_gray=0, p_blur=0, flip="none"),
-    "safe": Augmentation(jitter=(0.4, 0.4, 0.4, 0.0), flip="none", keep_objects=True),
+    "safe": Augmentation(crop_scale=(0.6, 1.0), jitter=(0.4, 0.4, 0.2, 0.0), p_gray=0.0, flip="none", keep_objects=True),
     "none": Augmentation(crop_scale=(1.0, 1.0), jitter=(0, 0, 0, 0), p_jitter=0, p_gray=0, p_blur=0, flip="none"),
 }
 
