@@ -127,3 +127,14 @@ def retrieval_examples(images, captions, similarity, k=3, n=4):
                         va="center", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def neighbour_bars(query, neighbours, similarities):
+    """A query caption and its nearest neighbours' captions as horizontal similarity bars."""
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(neighbours) + 1))
+    y = np.arange(len(neighbours))[::-1]
+    ax.barh(y, similarities, color="tab:blue")
+    ax.set_yticks(y, [_wrap(n, 50) for n in neighbours], fontsize=8)
+    ax.set(xlim=(min(0, min(similarities)), 1), xlabel="cosine similarity", title=_wrap(f"query: {query}", 70))
+    fig.tight_layout()
+    return fig

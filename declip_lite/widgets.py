@@ -21,3 +21,20 @@ def temperature_widget(similarities, labels=None):
 
     slider = w.FloatLogSlider(value=0.07, base=10, min=-2.3, max=0, step=0.05, description="temperature")
     return w.interactive(callback, temperature=slider), callback
+
+
+def neighbour_widget(queries, similarities, age, entries):
+    """Browse a query caption's nearest queue entries, among only the ``queue_size`` newest.
+
+    similarities: (Q, N) query x queue; age: (N,) 0 = oldest entry; entries: N captions."""
+    import ipywidgets as w
+
+    def callback(query, queue_size):
+        recent = age >= len(age) - queue_size
+        sims = similarities[query].masked_fill(~recent, -2.0)
+        top = sims.topk(5)
+        return viz.neighbour_bars(queries[query], [entries[i] for i in top.indices.tolist()], top.values.tolist())
+
+    n = len(age)
+    return w.interactive(callback, query=w.IntSlider(0, 0, len(queries) - 1),
+                         queue_size=w.IntSlider(n // 4, 1, n, step=max(1, n // 32))), callback

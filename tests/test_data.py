@@ -41,6 +41,23 @@ def test_a_rendered_object_has_its_colour():
     assert torch.allclose(centre, rgb, atol=0.02)
 
 
+def test_relation_captions_state_the_true_direction():
+    from declip_lite.data.captions import caption, scene_dicts
+    import random
+    scenes = sample_scenes(0, torch.arange(400), (0.0, 0.0, 1.0))
+    first_is_left_or_top = torch.where(scenes.position == 0, scenes.x[:, 0] < scenes.x[:, 1], scenes.y[:, 0] < scenes.y[:, 1])
+    assert first_is_left_or_top.all()
+    for s in scene_dicts(scenes)[:50]:
+        s["objects"][0]["shape"], s["objects"][1]["shape"] = 4, 1  # the star takes the first place
+        for k in range(10):
+            c = caption(s, random.Random(k))
+            named_first = next(w for w in c.split() if w in ("star", "square", "block"))
+            for rel, first in (("left of", "star"), ("above", "star"), ("over", "star"),
+                               ("right of", "square"), ("below", "square"), ("under", "square")):
+                if f" {rel} " in c:
+                    assert named_first.replace("block", "square") == first, c
+
+
 def test_heldout_combinations_never_appear_in_training():
     s = sample_scenes(0, torch.arange(20000))
     geo = s.active & (s.shape < len(GEOMETRIC))

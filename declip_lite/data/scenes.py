@@ -115,10 +115,8 @@ def sample_scenes(seed, index, kinds=(0.5, 0.25, 0.25), shapes=None, counts=None
     # relation: two different objects, side by side (position 0) or one above the other (1)
     is_rel = kind == 2
     vertical = (u[:, 2] > 0.5).long()
-    a, b = torch.full((B,), 0.27, device=dev), torch.full((B,), 0.73, device=dev)
-    order = u[:, 3] > 0.5  # which object takes the first place
-    first, second = torch.where(order, a, b), torch.where(order, b, a)
-    along = torch.stack([first, second, first], 1)
+    # object 0 takes the first place (left or top); the grammar randomises which is named first
+    along = torch.tensor([0.27, 0.73, 0.27], device=dev).expand(B, K)
     across = torch.full((B, K), 0.5, device=dev)
     rx, ry = torch.where(vertical[:, None] == 1, across, along), torch.where(vertical[:, None] == 1, along, across)
     x, y = torch.where(is_rel[:, None], rx, x), torch.where(is_rel[:, None], ry, y)
