@@ -7,20 +7,21 @@ import torch.nn.functional as F
 
 
 @torch.no_grad()
+def _embed(model, encode, inputs, batch_size):
+    model.eval()
+    dev = next(model.parameters()).device
+    out = [encode(inputs[i:i + batch_size].to(dev))["embed"].float() for i in range(0, len(inputs), batch_size)]
+    return F.normalize(torch.cat(out), dim=-1)
+
+
 def image_features(model, images, batch_size=512):
-    """L2-normalised image embeddings, computed in eval mode in batches on the model's device."""
-    model.eval()
-    dev = next(model.parameters()).device
-    out = [model.encode_image(images[i:i + batch_size].to(dev))["embed"].float() for i in range(0, len(images), batch_size)]
-    return F.normalize(torch.cat(out), dim=-1)
+    """L2-normalised image embeddings, in eval mode, in batches on the model's device."""
+    return _embed(model, model.encode_image, images, batch_size)
 
 
-@torch.no_grad()
 def text_features(model, tokens, batch_size=1024):
-    model.eval()
-    dev = next(model.parameters()).device
-    out = [model.encode_text(tokens[i:i + batch_size].to(dev))["embed"].float() for i in range(0, len(tokens), batch_size)]
-    return F.normalize(torch.cat(out), dim=-1)
+    """L2-normalised text embeddings of token ids, in eval mode, in batches."""
+    return _embed(model, model.encode_text, tokens, batch_size)
 
 
 @torch.no_grad()
