@@ -15,7 +15,7 @@ import torch
 
 from .data.loader import PairBatches, shapecaps_tokenizer
 from .data.shapecaps import TASKS, ShapeCaps, make_tasks
-from .evaluate import evaluate_tasks, save_json
+from .evaluate import evaluate_tasks, save_json, zero_shot
 from .models.clip import CLIPModel, model_config
 from .objectives import CLIP, DeCLIP
 from .train import TrainConfig, Trainer, pick_device, seed_everything
@@ -143,6 +143,9 @@ def fit(run, runs_dir="data/runs", progress=True):
         run.seconds = time.perf_counter() - start
         if path:
             save_json(result(run), path + ".json")
+            run.trainer.save_history(path + ".history.json")
+            for name, task in run.tasks.items():  # one JSON per (run, task), with the confusion matrix
+                save_json(zero_shot(run.model, run.tokenizer, task), os.path.join(path + ".zero_shot", f"{name}.json"))
     return run
 
 

@@ -199,6 +199,9 @@ class Trainer:
         return self
 
     def save_history(self, path):
+        """Per-step records (every named term, logit scale, lr, pairs/s) and evaluations, as JSON."""
         self._flush()
-        with open(path, "w") as f:
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
             json.dump({"history": self.history, "evals": self.evals}, f)
+        os.replace(tmp, path)

@@ -22,6 +22,8 @@ def test_generator_is_deterministic_and_order_free():
     assert torch.equal(ds.images(idx)[1], ds.images([999])[0])
     assert ds.captions(idx) == ds.captions(idx) and ds.captions(idx)[2] == ds.captions([42])[0]
     assert ds.captions(idx) != ShapeCaps(1000, seed=6).captions(idx)
+    image, text = ds[42]
+    assert torch.equal(image, ds.images([42])[0]) and text == ds.captions([42])[0]
 
 
 @pytest.mark.parametrize("size", [32, 64, 128])
@@ -138,3 +140,12 @@ def test_hue_free_jitter_keeps_the_colour_name():
     safe = _colour_jitter(red, AUGMENTATIONS["safe"], g)
     assert (safe[:, 0] >= safe[:, 1]).all()  # still reddest in red
     assert set(ATTRIBUTE_WORDS) >= {"red", "left", "right"}
+
+
+def test_per_image_moco_pipeline_from_torchvision_v2():
+    from declip_lite.data.views import moco_v2_transform
+    t = moco_v2_transform(48)
+    torch.manual_seed(0)
+    img = (torch.rand(3, 64, 80) * 255).to(torch.uint8)
+    out = t(img)
+    assert out.shape == (3, 48, 48) and out.dtype == torch.float32 and 0 <= out.min() and out.max() <= 1

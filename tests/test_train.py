@@ -85,6 +85,11 @@ def test_cached_run_is_loaded_not_retrained(tmp_path):
     kw = dict(pairs=64, batch_size=16, steps=3, warmup=1, eval_n=16, device="cpu")
     a = experiments.train("clip", "smoke", 0, runs_dir=str(tmp_path), progress=False, **kw)
     assert os.path.exists(tmp_path / f"{a.name}.json")
+    import json
+    history = json.load(open(tmp_path / f"{a.name}.history.json"))["history"]
+    assert [h["step"] for h in history] == [1, 2, 3]
+    colour = json.load(open(tmp_path / f"{a.name}.zero_shot" / "colour.json"))
+    assert colour["task"] == "colour" and len(colour["confusion"]) == 8
     b = experiments.train("clip", "smoke", 0, runs_dir=str(tmp_path), progress=False, **kw)
     assert b.trainer.step == 3 and b.trainer.history == a.trainer.history
     assert torch.equal(a.model.logit_scale, b.model.logit_scale)

@@ -5,7 +5,7 @@ hash of (seed, index, stream), not from a stateful generator, so any subset of a
 dataset can be drawn in any order, in one batched call, on the CPU or the GPU, and nothing is
 stored.
 """
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 
@@ -72,9 +72,6 @@ class Scenes:
 
     def __len__(self):
         return len(self.kind)
-
-    def to(self, device):
-        return Scenes(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
 
 def sample_scenes(seed, index, kinds=(0.5, 0.25, 0.25), shapes=None, counts=None, holdout=True):
