@@ -9,3 +9,10 @@ from .text.tokenizer import WordTokenizer
 from .train import TrainConfig, Trainer, pick_device
 
 __version__ = "0.1.0"
+__all__ = [
+    "CLIP", "CLIPModel", "DeCLIP", "ModelConfig", "PRESETS", "PairBatches", "ShapeCaps",
+    "TASKS", "TrainConfig", "Trainer", "WordTokenizer", "ZeroShotTask", "build",
+    "evaluate_tasks", "image_features", "make_task", "make_tasks", "model_config",
+    "pick_device", "retrieval", "shapecaps_tokenizer", "text_features", "train", "zero_shot",
+    "zero_shot_classifier",
+]

@@ -41,7 +41,7 @@ class TrainConfig:
     logit_scale_clamp: tuple = (3.0, 6.0)  # the reference; open_clip uses (0, ln 100)
     eval_every: int = 0                    # 0: only at the end of fit()
     flush_every: int = 25                  # steps between host syncs (history, bar, NaN check)
-    checkpoint_every: int = 0
+    checkpoint_every: int = 250             # steps between atomic checkpoints (when fit() is given a path)
 
 
 def parameter_groups(modules, weight_decay):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from declip_lite import experiments
-from declip_lite.train import TrainConfig, Trainer, parameter_groups, warmup_cosine
+from declip_lite.train import parameter_groups, warmup_cosine
 
 
 def tiny_run(method="clip", steps=6, **kw):

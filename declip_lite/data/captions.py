@@ -7,7 +7,7 @@ noisy web caption); which captions are corrupted or swapped is decided by the da
 """
 import re
 
-from .scenes import COLOUR_NAMES, COUNTS, DIGITS, GEOMETRIC, POSITIONS, SIZES
+from .scenes import COLOUR_NAMES, DIGITS, GEOMETRIC, POSITIONS, SIZES
 
 NOUNS = {  # shape -> [(singular, plural), ...]; the first pair is the canonical class name
     "circle": [("circle", "circles"), ("disc", "discs")],

@@ -1,5 +1,4 @@
 """The pre-LN transformer shared by the text tower and the ViT (CLIP, Radford et al. 2021)."""
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 

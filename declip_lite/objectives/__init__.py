@@ -9,3 +9,8 @@ from .mlm import MLMHead
 from .mvs import multi_view_loss
 from .nns import NNS, NNQueue
 from .simsiam import SimSiam, simsiam_loss
+
+__all__ = [
+    "CLIP", "DeCLIP", "MLMHead", "NNQueue", "NNS", "SimSiam", "WEIGHTS", "contrastive_loss",
+    "multi_view_loss", "one_way_loss", "simsiam_loss",
+]
