@@ -16,8 +16,8 @@ import torch
 from .data.loader import PairBatches, shapecaps_tokenizer
 from .data.shapecaps import TASKS, ShapeCaps, make_tasks
 from .evaluate import evaluate_tasks, save_json, zero_shot
-from .models.clip import CLIPModel, model_config
-from .objectives import CLIP, DeCLIP
+from .models.clip import CLIPModel, image_width, model_config
+from .objectives import CLIP, FILIP, SLIP, DeCLIP, DeFILIP
 from .train import TrainConfig, Trainer, pick_device, seed_everything
 
 
@@ -50,6 +50,7 @@ METHODS = {  # DeCLIP with some signals off; weights keep the reference's ratios
     "clip+mvs+ss": dict(weights={"nns": 0}),  # the ablation ladder: clip, +mvs, +ss, declip
     "declip": {},
 }
+BENCHMARK = ["slip", "filip", "defilip"]  # the CLIP-benchmark paper's other objectives
 
 
 def make_objective(method, config, vocab_size, **kwargs):
@@ -58,8 +59,14 @@ def make_objective(method, config, vocab_size, **kwargs):
         if kwargs:
             raise TypeError(f"make_objective: CLIP takes no options, got {sorted(kwargs)}")
         return CLIP()
+    if method == "slip":
+        return SLIP(image_width(config), **kwargs)
+    if method == "filip":
+        return FILIP(image_width(config), config.text_width, **kwargs)
+    if method == "defilip":
+        return DeFILIP(config.embed_dim, config.text_width, vocab_size, image_width(config), **kwargs)
     if method not in METHODS:
-        raise ValueError(f"make_objective: unknown method {method!r}; choose from {sorted(METHODS)}")
+        raise ValueError(f"make_objective: unknown method {method!r}; choose from {sorted(METHODS) + BENCHMARK}")
     return DeCLIP(config.embed_dim, config.text_width, vocab_size, **{**METHODS[method], **kwargs})
 
 
@@ -195,7 +202,7 @@ def _assignments(pairs):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Train declip-lite runs (cached) and summarise zero-shot accuracy.")
-    parser.add_argument("methods", nargs="+", choices=sorted(METHODS))
+    parser.add_argument("methods", nargs="+", choices=sorted(METHODS) + BENCHMARK)
     parser.add_argument("--preset", default="smoke", choices=sorted(PRESETS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="preset overrides, e.g. pairs=5000")

@@ -69,7 +69,7 @@ def encode(model, batch):
     names = list(batch["texts"])
     tokens = torch.cat([batch["texts"][n] for n in names])
     L = int((tokens != 0).sum(1).max())  # trailing pads change nothing: trim them
-    txt = model.encode_text(tokens[:, :L])
+    txt = {**model.encode_text(tokens[:, :L]), "valid": tokens[:, :L] != 0}  # valid: not padding
     return {"image": [{k: v[i * B:(i + 1) * B] for k, v in img.items()} for i in range(V)],
             "text": {n: {k: v[i * B:(i + 1) * B] for k, v in txt.items()} for i, n in enumerate(names)},
             "logit_scale": model.logit_scale, "ids": batch["ids"], "content": batch.get("content"),

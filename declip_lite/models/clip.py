@@ -32,6 +32,13 @@ class ModelConfig:
     causal: bool = True
 
 
+def image_width(config):
+    """Width of the image tower's per-patch tokens (what FILIP and SLIP's head consume)."""
+    if config.image == "vit":
+        return config.vit_width
+    return config.rn_width * 2 ** (len(config.rn_layers) - 1) * 4
+
+
 CONFIGS = {
     "rn-tiny": ModelConfig(),
     "vit-tiny": ModelConfig(image="vit"),

@@ -12,6 +12,7 @@ MLM-masked caption (one text pass serves CLIP and MLM).
 import torch.nn as nn
 
 from .clip import contrastive_loss
+from .filip import FILIP
 from .mlm import MLMHead
 from .mvs import multi_view_loss
 from .nns import NNS
@@ -65,3 +66,21 @@ class DeCLIP(nn.Module):
             terms.update(self.mlm(enc["text"]["masked"]["tokens"], enc["mlm_targets"]))
         loss = sum(self.weights[k] * terms[k] for k in WEIGHTS if k in terms)
         return {"loss": loss, **{k: v.detach() for k, v in terms.items()}}
+
+
+class DeFILIP(DeCLIP):
+    """DeCLIP + ``filip_weight`` x FILIP between image view 1's patches and the caption's tokens
+    (the CLIP-benchmark paper's strongest recipe; weight 0.2 there)."""
+
+    def __init__(self, embed_dim, text_width, vocab_size, image_width, filip_weight=0.2, dense_dim=64, k=16,
+                 **declip_options):
+        super().__init__(embed_dim, text_width, vocab_size, **declip_options)
+        self.filip, self.filip_weight = FILIP(image_width, text_width, dense_dim, k), filip_weight
+
+    def forward(self, enc):
+        out = super().forward(enc)
+        if self.filip_weight:
+            text = enc["text"][self.caption_view]
+            filip = self.filip.loss(enc["image"][0]["tokens"], text["tokens"], text["valid"])
+            out["loss"], out["filip"] = out["loss"] + self.filip_weight * filip, filip.detach()
+        return out

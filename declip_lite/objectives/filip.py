@@ -1,0 +1,67 @@
+"""FILIP (Yao et al. 2022): token-wise late interaction instead of one vector per side.
+
+Patch tokens x and text tokens y are projected to a dense space and L2-normalised. For image i
+and text l, with s_d a learnable scale of its own:
+
+    logit_I2T(i, l) = mean_{p in K_i} max_{t in K_l} s_d <x_p, y_t>
+    logit_T2I(l, i) = mean_{t in K_l} max_{p in K_i} s_d <x_p, y_t>
+
+K_i / K_l: each sample's top-k patches / tokens, ranked by the summed similarity to its own
+pair (as in the reference). Padding never counts: the reference averages over all 77 text
+positions, padding included, which drags every caption toward the pad embedding; we mask it.
+Loss: the symmetric cross-entropy of CLIP on these logits.
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..distributed import gather, world
+
+
+def select_tokens(x, y, valid, k):
+    """Keep-masks (B, N) and (B, L): each pair's top-k patches and valid tokens by own-pair sums."""
+    sim = torch.einsum("bnd,bld->bnl", x, y).masked_fill(~valid[:, None, :], 0)
+    patch_score = sim.sum(2)
+    token_score = sim.sum(1).masked_fill(~valid, float("-inf"))
+    keep_x = torch.zeros_like(patch_score, dtype=torch.bool).scatter_(1, patch_score.topk(min(k, x.shape[1]), 1).indices, True)
+    top_t = token_score.topk(min(k, y.shape[1]), 1).indices
+    keep_y = torch.zeros_like(valid).scatter_(1, top_t, True) & valid
+    return keep_x, keep_y
+
+
+def token_wise_logits(x, y, keep_x, keep_y, scale):
+    """(B_img, B_txt) image->text and (B_txt, B_img) text->image late-interaction logits."""
+    sim = scale * torch.einsum("ind,ltd->ilnt", x, y)                        # (I, L, N, T)
+    sim_i = sim.masked_fill(~keep_y[None, :, None, :], float("-inf")).amax(3)  # best kept token
+    i2t = (sim_i * keep_x[:, None]).sum(2) / keep_x.sum(1)[:, None]
+    sim_t = sim.masked_fill(~keep_x[:, None, :, None], float("-inf")).amax(2)  # best kept patch
+    t2i = (sim_t * keep_y[None]).sum(2) / keep_y.sum(1)[None]
+    return i2t, t2i.T
+
+
+class FILIP(nn.Module):
+    image_views, text_views = 1, ("caption",)
+
+    def __init__(self, image_width, text_width, dense_dim=64, k=16):
+        super().__init__()
+        self.image_proj, self.text_proj = nn.Linear(image_width, dense_dim), nn.Linear(text_width, dense_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.k = k
+
+    def loss(self, image_tokens, text_tokens, valid):
+        x = F.normalize(self.image_proj(image_tokens), dim=-1)
+        y = F.normalize(self.text_proj(text_tokens), dim=-1)
+        keep_x, keep_y = select_tokens(x, y, valid, self.k)
+        scale = self.logit_scale.exp()
+        rank, _ = world()  # local rows against the gathered batch, in each direction
+        i2t, _ = token_wise_logits(x, gather(y), keep_x, gather(keep_y), scale)
+        _, t2i = token_wise_logits(gather(x), y, gather(keep_x), keep_y, scale)
+        target = torch.arange(len(x), device=x.device) + rank * len(x)
+        return 0.5 * (F.cross_entropy(i2t, target) + F.cross_entropy(t2i, target))
+
+    def forward(self, enc):
+        text = enc["text"]["caption"]
+        filip = self.loss(enc["image"][0]["tokens"], text["tokens"], text["valid"])
+        return {"loss": filip, "filip": filip.detach()}

@@ -1,0 +1,45 @@
+"""SLIP (Mu et al. 2022): CLIP on one view plus SimCLR between two more views of the image.
+
+    L = L_CLIP(I_0, T) + L_SimCLR(h(f_1), h(f_2)),
+    L_SimCLR = NT-Xent: mean over the 2N anchors of CE(sim(a, .) / tau), positive = the other view,
+               negatives = every other view in the (gathered) batch, tau = 0.1
+
+h is a 3-layer MLP (hidden 4096 -> out 256 in the reference) on the pre-projection image
+feature f. Here all three views come from the loader's one augmentation.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..distributed import gather, world
+from .clip import contrastive_loss
+from .simsiam import _mlp
+
+
+def nt_xent(a, b, temperature=0.1):
+    """SimCLR's loss for N positive pairs (a_i, b_i); negatives are gathered across ranks."""
+    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    rank, size = world()
+    n = len(a)
+    keys = torch.cat([gather(a), gather(b)])                     # (2 N size, d)
+    queries = torch.cat([a, b])                                  # (2 N, d)
+    logits = queries @ keys.T / temperature
+    own = torch.cat([torch.arange(n) + rank * n, torch.arange(n) + (size + rank) * n]).to(a.device)
+    partner = torch.cat([own[n:], own[:n]])
+    logits[torch.arange(2 * n, device=a.device), own] = float("-inf")  # never the anchor itself
+    return F.cross_entropy(logits, partner)
+
+
+class SLIP(nn.Module):
+    image_views, text_views = 3, ("caption",)
+
+    def __init__(self, feature_dim, hidden=512, out=128, temperature=0.1):
+        super().__init__()
+        self.head = _mlp([feature_dim, hidden, hidden, out], last_bn=False)
+        self.temperature = temperature
+
+    def forward(self, enc):
+        base, v1, v2 = enc["image"]
+        clip = contrastive_loss(base["embed"], enc["text"]["caption"]["embed"], enc["logit_scale"])
+        simclr = nt_xent(self.head(v1["pooled"]), self.head(v2["pooled"]), self.temperature)
+        return {"loss": clip + simclr, "clip": clip.detach(), "simclr": simclr.detach()}

@@ -1,0 +1,80 @@
+"""SLIP, FILIP and DeFILIP (the CLIP-benchmark objectives) against brute force."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from declip_lite import experiments
+from declip_lite.objectives import DeCLIP, DeFILIP, nt_xent, token_wise_logits
+from declip_lite.objectives.filip import select_tokens
+from declip_lite.text.augment import IGNORE
+
+
+def test_nt_xent_equals_brute_force():
+    a, b = torch.randn(5, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
+    views = F.normalize(torch.cat([a, b]), dim=-1)
+    n, total = 5, 0.0
+    for i in range(2 * n):
+        partner = (i + n) % (2 * n)
+        others = [math.exp(float(views[i] @ views[j]) / 0.1) for j in range(2 * n) if j != i]
+        total += -float(views[i] @ views[partner]) / 0.1 + math.log(sum(others))
+    assert math.isclose(nt_xent(a, b, 0.1).item(), total / (2 * n), rel_tol=1e-9)
+
+
+def brute_force_filip(x, y, keep_x, keep_y, scale):
+    I, L = len(x), len(y)
+    i2t, t2i = torch.zeros(I, L, dtype=x.dtype), torch.zeros(L, I, dtype=x.dtype)
+    for i in range(I):
+        for l in range(L):
+            patches = [p for p in range(x.shape[1]) if keep_x[i, p]]
+            tokens = [t for t in range(y.shape[1]) if keep_y[l, t]]
+            s = lambda p, t: scale * float(x[i, p] @ y[l, t])  # noqa: E731
+            i2t[i, l] = sum(max(s(p, t) for t in tokens) for p in patches) / len(patches)
+            t2i[l, i] = sum(max(s(p, t) for p in patches) for t in tokens) / len(tokens)
+    return i2t, t2i
+
+
+def test_filip_logits_equal_an_explicit_loop_with_padding_and_top_k():
+    g = torch.Generator().manual_seed(0)
+    x = F.normalize(torch.randn(3, 6, 5, generator=g, dtype=torch.float64), dim=-1)
+    y = F.normalize(torch.randn(4, 7, 5, generator=g, dtype=torch.float64), dim=-1)
+    valid = torch.tensor([[1] * 7, [1] * 4 + [0] * 3, [1] * 2 + [0] * 5, [1] * 5 + [0] * 2], dtype=torch.bool)
+    keep_x, keep_y = select_tokens(x[:3], y[:3], valid[:3], k=3)
+    assert (keep_x.sum(1) == 3).all() and keep_y.sum(1).tolist() == [3, 3, 2]  # k capped by real tokens
+    assert not (keep_y & ~valid[:3]).any()  # padding is never selected
+    # own-pair ranking: the kept patches of pair 0 are its 3 best by summed similarity to its tokens
+    score = (x[0] @ y[0].T).sum(1)
+    assert set(keep_x[0].nonzero()[:, 0].tolist()) == set(score.topk(3).indices.tolist())
+    i2t, t2i = token_wise_logits(x, y[:3], keep_x, keep_y, 2.0)
+    ref_i2t, ref_t2i = brute_force_filip(x, y[:3], keep_x, keep_y, 2.0)
+    assert torch.allclose(i2t, ref_i2t) and torch.allclose(t2i, ref_t2i)
+
+
+def test_defilip_with_filip_weight_zero_equals_declip():
+    g = torch.Generator().manual_seed(0)
+    n = 6
+    enc = {"image": [{"embed": torch.randn(n, 8, generator=g), "tokens": torch.randn(n, 4, 16, generator=g)}
+                     for _ in range(2)],
+           "text": {v: {"embed": torch.randn(n, 8, generator=g), "tokens": torch.randn(n, 5, 12, generator=g),
+                        "valid": torch.ones(n, 5, dtype=torch.bool)} for v in ("masked", "eda")},
+           "logit_scale": torch.tensor(2.5), "ids": torch.arange(n),
+           "mlm_targets": torch.where(torch.rand(n, 5, generator=g) < 0.3, 7, IGNORE)}
+    torch.manual_seed(0)
+    declip = DeCLIP(8, 12, 20, queue_size=32)
+    torch.manual_seed(0)
+    off = DeFILIP(8, 12, 20, image_width=16, filip_weight=0, queue_size=32)
+    assert torch.equal(declip(enc)["loss"], off(enc)["loss"])
+    torch.manual_seed(0)
+    base = DeCLIP(8, 12, 20, queue_size=32)(enc)["loss"]  # fresh queue, as the DeFILIP below has
+    torch.manual_seed(0)
+    on = DeFILIP(8, 12, 20, image_width=16, queue_size=32)(enc)
+    assert torch.isclose(on["loss"], base + 0.2 * on["filip"]) and on["filip"] > 0
+
+
+@pytest.mark.parametrize("method", ["slip", "filip", "defilip"])
+def test_benchmark_objectives_train_a_step(method):
+    run = experiments.build(method, "smoke", 0, device="cpu", pairs=64, batch_size=16, steps=2, eval_n=8)
+    terms = run.trainer.train_step()
+    assert terms["loss"].requires_grad and torch.isfinite(terms["loss"])
+    assert {"slip": "simclr", "filip": "filip", "defilip": "filip"}[method] in terms
