@@ -1,9 +1,12 @@
-"""Zero-shot classification (prompt ensembles, as open_clip), retrieval and metrics as plain dicts."""
+"""Zero-shot classification (prompt ensembles, as open_clip; or FILIP's token-wise scores),
+linear probes, retrieval and metrics as plain dicts."""
 import json
 import os
 
 import torch
 import torch.nn.functional as F
+
+from .objectives.filip import token_wise_logits
 
 
 @torch.no_grad()
@@ -45,11 +48,63 @@ def classification_metrics(logits, labels, num_classes):
             "mean_per_class_recall": recall.mean().item(), "n": len(labels), "confusion": confusion.tolist()}
 
 
-def zero_shot(model, tokenizer, task, templates=None):
-    """Zero-shot metrics of ``model`` on a :class:`ZeroShotTask`; ``templates`` overrides the task's."""
-    classifier = zero_shot_classifier(model, tokenizer, task.classnames, templates or task.templates)
-    logits = image_features(model, task.images) @ classifier.T
+@torch.no_grad()
+def token_wise_scores(model, filip, tokenizer, images, classnames, templates, batch_size=64):
+    """(N, C) FILIP zero-shot logits: the image->prompt late interaction (mean over all patches
+    of the best valid prompt token), averaged over templates. No top-k: that is a training saving."""
+    model.eval()
+    filip.eval()
+    dev = next(model.parameters()).device
+    tokens = tokenizer.encode([t.format(c) for c in classnames for t in templates]).to(dev)
+    y = F.normalize(filip.text_proj(model.encode_text(tokens)["tokens"].float()), dim=-1)
+    valid, out = tokens != 0, []
+    for i in range(0, len(images), batch_size):
+        x = F.normalize(filip.image_proj(model.encode_image(images[i:i + batch_size].to(dev))["tokens"].float()), dim=-1)
+        i2t, _ = token_wise_logits(x, y, torch.ones(x.shape[:2], dtype=torch.bool, device=dev), valid, 1.0)
+        out.append(i2t.view(len(x), len(classnames), len(templates)).mean(2))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def word_patch_similarity(model, filip, tokenizer, image, caption):
+    """FILIP's alignment for one pair: the caption's words and their (T, N) cosine to every patch."""
+    model.eval()
+    filip.eval()
+    dev = next(model.parameters()).device
+    tokens = tokenizer.encode([caption]).to(dev)
+    valid = (tokens[0] != 0) & (tokens[0] != tokenizer.sot_id) & (tokens[0] != model.config.eot_id)
+    y = F.normalize(filip.text_proj(model.encode_text(tokens)["tokens"][0, valid].float()), dim=-1)
+    x = F.normalize(filip.image_proj(model.encode_image(image[None].to(dev))["tokens"][0].float()), dim=-1)
+    return [tokenizer.words[i] for i in tokens[0, valid].tolist()], y @ x.T
+
+
+def zero_shot(model, tokenizer, task, templates=None, filip=None):
+    """Zero-shot metrics of ``model`` on a :class:`ZeroShotTask`; ``templates`` overrides the task's.
+    With a ``filip`` head (a :class:`FILIP`), classes are scored token-wise instead of globally."""
+    templates = templates or task.templates
+    if filip is None:
+        logits = image_features(model, task.images) @ zero_shot_classifier(model, tokenizer, task.classnames, templates).T
+    else:
+        logits = token_wise_scores(model, filip, tokenizer, task.images, task.classnames, templates)
     return {"task": task.name, "classnames": task.classnames, **classification_metrics(logits, task.labels, len(task.classnames))}
+
+
+def linear_probe(model, train_task, test_task, cs=(0.1, 1.0, 10.0, 100.0)):
+    """Top-1 of a logistic regression (scikit-learn) on frozen, normalised image features.
+
+    The inverse regularisation ``C`` is picked on a held-out fifth of ``train_task``, then the
+    probe is refitted on all of it and scored on ``test_task``."""
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = image_features(model, train_task.images).cpu().numpy(), train_task.labels.cpu().numpy()
+    x_test, y_test = image_features(model, test_task.images).cpu().numpy(), test_task.labels.cpu().numpy()
+    cut = len(x) * 4 // 5
+
+    def fit(c, features, labels):
+        return LogisticRegression(C=c, max_iter=2000).fit(features, labels)
+
+    best = max(cs, key=lambda c: fit(c, x[:cut], y[:cut]).score(x[cut:], y[cut:]))
+    return {"task": test_task.name, "top1": float(fit(best, x, y).score(x_test, y_test)), "C": best}
 
 
 def evaluate_tasks(model, tokenizer, tasks):

@@ -2,20 +2,27 @@
 
 A run is (method, preset, seed, overrides). Its checkpoint and JSON result live under
 ``runs_dir``; a finished run is loaded instead of retrained, so notebooks re-execute in seconds.
+A grid (``grids.py``) is a list of runs; ``run_grid`` trains the missing ones, in parallel
+processes when asked, and returns every run's JSON record.
 """
 import argparse
 import hashlib
 import json
+import multiprocessing
 import os
 import platform
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 
 import torch
 
+from . import grids
+from .data.external import sklearn_digits
 from .data.loader import PairBatches, shapecaps_tokenizer
-from .data.shapecaps import TASKS, ShapeCaps, make_tasks
-from .evaluate import evaluate_tasks, save_json, zero_shot
+from .data.shapecaps import TASKS, ShapeCaps, make_task, make_tasks
+from .evaluate import evaluate_tasks, linear_probe, save_json, zero_shot
+from .filtering import keep_matched
 from .models.clip import CLIPModel, image_width, model_config
 from .objectives import CLIP, FILIP, SLIP, DeCLIP, DeFILIP
 from .train import TrainConfig, Trainer, pick_device, seed_everything
@@ -40,6 +47,7 @@ PRESETS = {
     "gpu": Preset(pairs=100_000, steps=4000, batch_size=256, warmup=200, eval_n=2000, eval_every=500),
 }
 SMALL_DATA = dict(pairs=2000, steps=1200)  # notebooks 02-06 in full mode: 77 epochs of few pairs, where DeCLIP helps
+PROBE_SEED_OFFSET = 500  # linear probes train on other draws of each task than they are tested on
 
 METHODS = {  # DeCLIP with some signals off; weights keep the reference's ratios to the CLIP term
     "clip": {},
@@ -82,6 +90,8 @@ class Run:
     trainer: Trainer
     options: dict = None   # augmentation, noise, model and objective options
     seconds: float = None  # training time of the last fit()
+    filter_report: dict = None  # what a data filter kept (see ``filtering.keep_matched``)
+    record: dict = None    # the JSON result, once trained
 
     @property
     def model(self):
@@ -97,34 +107,67 @@ def run_name(method, preset, seed, **options):
     return f"{method}-s{seed}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
 
-def build(method="clip", preset="smoke", seed=0, device=None, augmentation=None, noise=(0.0, 0.0),
-          model_overrides=None, objective_options=None, **preset_overrides):
-    """Everything a run needs, untrained: data, tokenizer, model, objective, batches, trainer."""
+def _preset(preset, overrides):
     if isinstance(preset, str):
         if preset not in PRESETS:
             raise ValueError(f"build: unknown preset {preset!r}; choose from {sorted(PRESETS)}")
         preset = PRESETS[preset]
-    preset = replace(preset, **preset_overrides)
+    return replace(preset, **overrides)
+
+
+def _options(augmentation, noise, model_overrides, objective_options, filter_quantile, scorer_name):
+    """The run options that name a run (with its preset and seed)."""
+    # every method defaults to CLIP's crop-only views: the reference's MoCo views (and even the
+    # milder "safe" ones) make ShapeCaps captions false and cost more than DeCLIP's signals add
+    options = dict(augmentation=augmentation or "clip", noise=noise, model=model_overrides, objective=objective_options)
+    if filter_quantile is not None:
+        options["filter"] = dict(quantile=filter_quantile, scorer=scorer_name)
+    return options
+
+
+def spec_name(method="clip", preset="smoke", seed=0, device=None, augmentation=None, noise=(0.0, 0.0),
+              model_overrides=None, objective_options=None, filter_quantile=None, **preset_overrides):
+    """The name ``build`` gives the run of these ``train`` arguments, without building it."""
+    scorer = None
+    if filter_quantile is not None:
+        scorer = spec_name(**scorer_spec(dict(preset=preset, noise=noise, augmentation=augmentation,
+                                              model_overrides=model_overrides, **preset_overrides)))
+    options = _options(augmentation, noise, model_overrides, objective_options, filter_quantile, scorer)
+    return run_name(method, _preset(preset, preset_overrides), seed, **options)
+
+
+def build(method="clip", preset="smoke", seed=0, device=None, augmentation=None, noise=(0.0, 0.0),
+          model_overrides=None, objective_options=None, filter_quantile=None, scorer=None, **preset_overrides):
+    """Everything a run needs, untrained: data, tokenizer, model, objective, batches, trainer.
+
+    ``filter_quantile`` with a trained ``scorer`` run keeps only the pairs the scorer finds
+    matched (``filtering.keep_matched``)."""
+    preset = _preset(preset, preset_overrides)
     device = pick_device(device)
     seed_everything(seed)
     tokenizer = shapecaps_tokenizer()
     config = model_config(preset.model, vocab_size=tokenizer.vocab_size, image_size=preset.image_size,
                           **(model_overrides or {}))
     objective = make_objective(method, config, tokenizer.vocab_size, **(objective_options or {}))
-    # every method defaults to CLIP's crop-only views: the reference's MoCo views (and even the
-    # milder "safe" ones) make ShapeCaps captions false and cost more than DeCLIP's signals add
-    augmentation = augmentation or "clip"
+    options = _options(augmentation, noise, model_overrides, objective_options, filter_quantile, scorer and scorer.name)
+    augmentation = options["augmentation"]
+    views = [v or augmentation for v in getattr(objective, "view_augmentations", [augmentation])]
     dataset = ShapeCaps(preset.pairs, seed=seed, image_size=preset.image_size, wrong_attribute_rate=noise[0],
                         swap_rate=noise[1], device=device)
-    batches = PairBatches(dataset, tokenizer, preset.batch_size, objective.image_views, objective.text_views,
-                          augmentation, seed=seed)
+    report = None
+    if filter_quantile is not None:
+        if scorer is None:
+            raise ValueError("build: filter_quantile needs a trained scorer run")
+        keep, report = keep_matched(scorer.model, tokenizer, dataset, filter_quantile)
+        dataset = dataset.subset(keep)
+    batches = PairBatches(dataset, tokenizer, min(preset.batch_size, len(dataset)), objective.image_views,
+                          objective.text_views, views if len(set(views)) > 1 else augmentation, seed=seed)
     tasks = make_tasks(n=preset.eval_n, seed=seed, image_size=preset.image_size, device=device)
     train_config = TrainConfig(steps=preset.steps, lr=preset.lr, warmup=preset.warmup, eval_every=preset.eval_every)
     trainer = Trainer(CLIPModel(config), objective, batches, train_config,
                       evaluator=lambda m: evaluate_tasks(m, tokenizer, tasks), device=device)
-    options = dict(augmentation=augmentation, noise=noise, model=model_overrides, objective=objective_options)
     return Run(run_name(method, preset, seed, **options), method, preset, seed, tokenizer, dataset, tasks, trainer,
-               options)
+               options, filter_report=report)
 
 
 def hardware(device):
@@ -134,9 +177,23 @@ def hardware(device):
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+SCORER_SEED = 1000  # the filter's scorer trains on this draw of the data, never on the filtered one
+
+
 def train(method="clip", preset="smoke", seed=0, runs_dir="data/runs", progress=True, **options):
-    """Build and train a run, or load it when ``runs_dir`` already holds it finished."""
+    """Build and train a run, or load it when ``runs_dir`` already holds it finished.
+
+    With ``filter_quantile``, a CLIP scorer is first trained (or loaded) on another draw of the
+    same noisy data (seed ``SCORER_SEED``), then filters this run's pairs."""
+    if options.get("filter_quantile") is not None:
+        options["scorer"] = train(**scorer_spec(dict(preset=preset, **options)), runs_dir=runs_dir, progress=progress)
     return fit(build(method, preset, seed, **options), runs_dir, progress)
+
+
+def scorer_spec(spec):
+    """The CLIP run that scores (filters) the pairs of the filtered run ``spec``."""
+    drop = {"method", "seed", "filter_quantile", "objective_options"}
+    return {"method": "clip", "seed": SCORER_SEED, **{k: v for k, v in spec.items() if k not in drop}}
 
 
 def fit(run, runs_dir="data/runs", progress=True):
@@ -148,12 +205,40 @@ def fit(run, runs_dir="data/runs", progress=True):
         start = time.perf_counter()
         run.trainer.fit(checkpoint=path and path + ".pt", progress=progress)
         run.seconds = time.perf_counter() - start
+        run.record = result(run)
         if path:
-            save_json(result(run), path + ".json")
+            save_json(run.record, path + ".json")
             run.trainer.save_history(path + ".history.json")
             for name, task in run.tasks.items():  # one JSON per (run, task), with the confusion matrix
                 save_json(zero_shot(run.model, run.tokenizer, task), os.path.join(path + ".zero_shot", f"{name}.json"))
+    elif path and os.path.exists(path + ".json"):
+        with open(path + ".json") as f:
+            run.record = json.load(f)
+    else:
+        run.record = result(run)
     return run
+
+
+def _with_mean(scores):
+    return {**scores, "mean": sum(scores.values()) / len(scores)}
+
+
+def analyse(run):
+    """What a trained model shows beyond its zero-shot table: one prompt instead of the
+    ensemble, linear probes, transfer to real handwriting and, for FILIP heads, token-wise
+    zero-shot."""
+    model, tok, p, dev = run.model, run.tokenizer, run.preset, run.trainer.device
+    out = {"single_prompt": _with_mean({t: zero_shot(model, tok, task, task.templates[:1])["top1"]
+                                        for t, task in run.tasks.items()}),
+           "linear_probe": _with_mean({t: linear_probe(model, make_task(t, p.eval_n, run.seed + PROBE_SEED_OFFSET,
+                                                                        p.image_size, dev), task)["top1"]
+                                       for t, task in run.tasks.items()}),
+           "transfer": {"sklearn_digits": zero_shot(model, tok, sklearn_digits(p.image_size, dev, p.eval_n))["top1"]}}
+    filip = getattr(run.objective, "filip", run.objective if run.method == "filip" else None)
+    if filip is not None:
+        out["zero_shot_filip"] = _with_mean({t: zero_shot(model, tok, task, filip=filip)["top1"]
+                                             for t, task in run.tasks.items()})
+    return out
 
 
 def result(run):
@@ -161,27 +246,74 @@ def result(run):
     last = run.trainer.evals[-1] if run.trainer.evals else {}
     return {"name": run.name, "method": run.method, "seed": run.seed, "preset": asdict(run.preset), "options": run.options,
             "hardware": hardware(run.trainer.device), "train_seconds": run.seconds,
-            "pairs_seen": run.trainer.step * run.preset.batch_size,
-            "zero_shot": {t: last.get(t) for t in [*TASKS, "mean"]}, "evals": run.trainer.evals,
+            "pairs_seen": run.trainer.step * run.preset.batch_size, "filter_report": run.filter_report,
+            "zero_shot": {t: last.get(t) for t in [*TASKS, "mean"]}, **analyse(run), "evals": run.trainer.evals,
             "torch": torch.__version__}
 
 
-def summarise(records):
-    """Group run records (``result`` dicts) by setting; mean and std of zero-shot top-1 over seeds.
+def _record(spec, runs_dir, device, progress, threads=None):
+    """The JSON record of ``spec``'s run: read when ``runs_dir`` has it, else trained."""
+    path = runs_dir and os.path.join(runs_dir, spec_name(**spec) + ".json")
+    if path and os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    if threads:
+        torch.set_num_threads(threads)
+    return train(**spec, runs_dir=runs_dir, device=device, progress=progress).record
 
-    Returns rows {method, pairs, steps, augmentation, objective, seeds, <task>: (mean, std)}."""
+
+def run_grid(specs, runs_dir="data/runs", device=None, jobs=1, progress=True):
+    """Train the runs in ``specs`` (dicts of ``train`` arguments) that ``runs_dir`` lacks; return
+    every run's JSON record, in order. ``jobs`` > 1 trains in parallel processes (tiny models
+    leave a GPU mostly idle). Filtered runs wait for the rest, so each scorer trains once."""
+    filtered = [s for s in specs if s.get("filter_quantile") is not None]
+    scorers = list({json.dumps(scorer_spec(s), sort_keys=True): scorer_spec(s) for s in filtered}.values())
+    waves = [[s for s in specs if s.get("filter_quantile") is None] + scorers, filtered]
+    records = {}
+    for wave in waves:
+        if jobs > 1 and len(wave) > 1:
+            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                threads = max(1, (os.cpu_count() or 1) // jobs)
+                futures = [pool.submit(_record, s, runs_dir, device, False, threads) for s in wave]
+                records.update({id(s): f.result() for s, f in zip(wave, futures)})
+        else:
+            records.update({id(s): _record(s, runs_dir, device, progress) for s in wave})
+    return [records[id(s)] for s in specs]
+
+
+def step_seconds(method="clip", preset="smoke", steps=20, warmup=5, device=None, **options):
+    """Seconds per training step of a fresh (untrained, uncached) run, after ``warmup`` steps."""
+    trainer = build(method, preset, 0, device, **options).trainer
+    for _ in range(warmup):
+        trainer.train_step()
+    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step()
+    sync()
+    return (time.perf_counter() - start) / steps
+
+
+def summarise(records, field="zero_shot"):
+    """Group run records (``result`` dicts) by everything but the seed; mean and std over seeds
+    of each entry of ``records[i][field]`` (zero_shot, linear_probe, single_prompt, ...).
+
+    Returns rows {method, pairs, steps, encoder, augmentation, objective, options, seeds, <key>: (mean, std)}."""
     groups = {}
     for r in records:
-        o = r.get("options") or {}
-        key = (r["method"], r["preset"]["pairs"], r["preset"]["steps"], o.get("augmentation"),
-               json.dumps(o.get("objective"), sort_keys=True))
-        groups.setdefault(key, []).append(r["zero_shot"])
+        if not r.get(field):
+            continue
+        key = json.dumps([r["method"], r["preset"], r.get("options") or {}], sort_keys=True)
+        groups.setdefault(key, []).append(r[field])
     rows = []
-    for (method, pairs, steps, aug, objective), scores in groups.items():
+    for key, scores in groups.items():
+        method, preset, options = json.loads(key)
         t = torch.tensor([[z[k] for k in scores[0]] for z in scores], dtype=torch.float64)
         std = t.std(0) if len(scores) > 1 else torch.zeros(t.shape[1], dtype=torch.float64)
-        rows.append({"method": method, "pairs": pairs, "steps": steps, "augmentation": aug,
-                     "objective": json.loads(objective), "seeds": len(scores),
+        rows.append({"method": method, "pairs": preset["pairs"], "steps": preset["steps"], "encoder": preset["model"],
+                     "augmentation": options.get("augmentation"), "objective": options.get("objective"),
+                     "options": options, "seeds": len(scores),
                      **{k: (m, sd) for k, m, sd in zip(scores[0], t.mean(0).tolist(), std.tolist())}})
     return rows
 
@@ -201,26 +333,35 @@ def _assignments(pairs):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Train declip-lite runs (cached) and summarise zero-shot accuracy.")
-    parser.add_argument("methods", nargs="+", choices=sorted(METHODS) + BENCHMARK)
+    parser = argparse.ArgumentParser(description="Train declip-lite runs or grids (cached) and summarise "
+                                                 "zero-shot accuracy.")
+    parser.add_argument("names", nargs="+", choices=sorted(METHODS) + BENCHMARK + sorted(grids.GRIDS),
+                        help="methods (with --preset/--seeds/--set) or whole grids (with --preset as their scale)")
     parser.add_argument("--preset", default="smoke", choices=sorted(PRESETS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="preset overrides, e.g. pairs=5000")
     parser.add_argument("--objective", nargs="*", default=[], metavar="OPTION=VALUE", help="e.g. exclude_self=true")
     parser.add_argument("--augmentation", default=None)
+    parser.add_argument("--jobs", type=int, default=1, help="parallel training processes")
     parser.add_argument("--runs-dir", default="data/runs")
     parser.add_argument("--device", default=None)
     parser.add_argument("--summary", default=None, help="write the mean/std table and run records here (JSON)")
     args = parser.parse_args(argv)
-    options = dict(device=args.device, augmentation=args.augmentation, **_assignments(args.set))
+    options = dict(augmentation=args.augmentation, **_assignments(args.set))
     if args.objective:
         options["objective_options"] = _assignments(args.objective)
-    runs = [train(m, args.preset, s, args.runs_dir, **options) for m in args.methods for s in args.seeds]
-    records = [result(r) for r in runs]
+    specs = []
+    for name in args.names:
+        if name in grids.GRIDS:
+            specs += grids.grid(name, args.preset)
+        else:
+            specs += [dict(method=name, preset=args.preset, seed=s, **options) for s in args.seeds]
+    records = run_grid(specs, args.runs_dir, args.device, args.jobs)
     for row in summarise(records):
-        print(f"{row['method']:12s} " + "  ".join(f"{k} {row[k][0]:.3f}±{row[k][1]:.3f}" for k in [*TASKS, "mean"]))
+        print(f"{row['method']:12s} {row['pairs']:6d} {json.dumps(row['options'])[:60]:60s} "
+              + "  ".join(f"{k} {row[k][0]:.3f}±{row[k][1]:.3f}" for k in ["shape", "mean"]))
     if args.summary:
-        save_json({"hardware": hardware(runs[0].trainer.device), "runs": records}, args.summary)
+        save_json({"hardware": records[0]["hardware"], "runs": records}, args.summary)
 
 
 if __name__ == "__main__":

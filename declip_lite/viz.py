@@ -138,3 +138,61 @@ def neighbour_bars(query, neighbours, similarities):
     ax.set(xlim=(min(0, min(similarities)), 1), xlabel="cosine similarity", title=_wrap(f"query: {query}", 70))
     fig.tight_layout()
     return fig
+
+
+def mean_std_curves(curves, xlabel, ylabel="mean zero-shot top-1", logx=False, ax=None, title=None):
+    """{label: (x, mean, std)}: one line per label with a ±std band (the spread over seeds)."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3.8))
+    for label, (x, mean, std) in curves.items():
+        x, mean, std = np.asarray(x, float), np.asarray(mean), np.asarray(std)
+        ax.plot(x, mean, marker="o", label=label)
+        ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+    if logx:
+        ax.set_xscale("log")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def project_2d(features, method="pca", seed=0):
+    """(N, 2) coordinates of (N, d) features: PCA (instant) or UMAP (umap-learn, cosine metric)."""
+    x = _np(features)
+    if method == "umap":
+        import umap
+
+        return umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=seed).fit_transform(x)
+    x = x - x.mean(0)
+    return x @ np.linalg.svd(x, full_matrices=False)[2][:2].T
+
+
+def embedding_maps(points, labels, classnames, titles, suptitle=None):
+    """Side-by-side 2-D maps ({title: (N, 2)}), every point coloured by its class."""
+    fig, axes = plt.subplots(1, len(points), figsize=(4.3 * len(points), 4), squeeze=False)
+    lab = _np(labels).astype(int)
+    cmap = plt.get_cmap("tab10" if len(classnames) <= 10 else "tab20")
+    for ax, pts, title in zip(axes[0], points, titles):
+        for c, name in enumerate(classnames):
+            sel = lab == c
+            ax.scatter(pts[sel, 0], pts[sel, 1], s=5, color=cmap(c % cmap.N), label=name)
+        ax.set(title=title, xticks=[], yticks=[])
+    axes[0, -1].legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1, 0.5))
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def word_patch_maps(image, words, similarity):
+    """The image, then one heat map per word: its cosine to every patch ((T, N), N a square grid)."""
+    sim = _np(similarity)
+    side = int(round(sim.shape[1] ** 0.5))
+    fig, axes = plt.subplots(1, len(words) + 1, figsize=(1.9 * (len(words) + 1), 2.3))
+    axes[0].imshow(_np(image).transpose(1, 2, 0).clip(0, 1))
+    axes[0].set_title("image", fontsize=8)
+    for ax, word, row in zip(axes[1:], words, sim):
+        ax.imshow(row.reshape(side, side), cmap="magma", vmin=sim.min(), vmax=sim.max())
+        ax.set_title(word, fontsize=8)
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig

@@ -25,21 +25,26 @@ class PairBatches:
     """Batches of ``dataset`` for an objective with ``image_views`` and ``text_views``.
 
     Text views: "caption" (tokens), "masked" (MLM-masked caption; adds ``mlm_targets``) and
-    "eda" (token-level EDA). ``augmentation`` names an entry of ``AUGMENTATIONS``.
+    "eda" (token-level EDA). ``augmentation`` names an entry of ``AUGMENTATIONS``, or gives one
+    name per image view (SLIP: a weak view for CLIP, two strong ones for SimCLR).
     """
 
     def __init__(self, dataset, tokenizer, batch_size, image_views=1, text_views=("caption",),
                  augmentation="clip", mask_prob=0.15, seed=0, device=None):
         if batch_size < 2 or batch_size > len(dataset):
             raise ValueError(f"PairBatches: batch_size={batch_size} must be in [2, len(dataset)={len(dataset)}]")
-        if augmentation not in AUGMENTATIONS:
-            raise ValueError(f"PairBatches: unknown augmentation {augmentation!r}; choose from {sorted(AUGMENTATIONS)}")
+        per_view = [augmentation] * image_views if isinstance(augmentation, str) else list(augmentation)
+        if len(per_view) != image_views or not set(per_view) <= set(AUGMENTATIONS):
+            raise ValueError(f"PairBatches: augmentation={augmentation!r} must be one name, or {image_views} "
+                             f"names, from {sorted(AUGMENTATIONS)}")
+        if len({AUGMENTATIONS[a].flip == "rewrite" for a in per_view}) > 1:
+            raise ValueError("PairBatches: flip='rewrite' rewrites the caption, so every view must use it or none")
         unknown = set(text_views) - {"caption", "masked", "eda"}
         if unknown:
             raise ValueError(f"PairBatches: unknown text view(s) {sorted(unknown)}")
         self.dataset, self.tokenizer, self.batch_size = dataset, tokenizer, batch_size
         self.image_views, self.text_views = image_views, tuple(text_views)
-        self.aug, self.mask_prob, self.seed = AUGMENTATIONS[augmentation], mask_prob, seed
+        self.augs, self.mask_prob, self.seed = [AUGMENTATIONS[a] for a in per_view], mask_prob, seed
         self.device = torch.device(device or dataset.device)
         n, S = len(dataset), dataset.image_size
         everything = torch.arange(n)
@@ -82,11 +87,11 @@ class PairBatches:
         g = _generator(self.device, self.seed, step, 1)
         pixels, tokens = self.pixels(index), self.tokens[index]
         flipped = None
-        if self.aug.flip == "rewrite":  # one flip decision per pair, shared by views and caption
+        if self.augs[0].flip == "rewrite":  # one flip decision per pair, shared by views and caption
             flipped = torch.rand(len(index), generator=g, device=self.device) < 0.5
             tokens = self._rewrite_left_right(tokens, flipped)
         boxes = self.boxes[index]
-        images = torch.stack([augment(pixels, self.aug, g, boxes, flipped) for _ in range(self.image_views)])
+        images = torch.stack([augment(pixels, aug, g, boxes, flipped) for aug in self.augs])
         out = {"images": images, "texts": {}, "ids": index, "content": self.content[index]}
         for name in self.text_views:
             if name == "caption":

@@ -53,18 +53,57 @@ class ShapeCaps:
         index = self._index(index)
         return render(sample_scenes(self.seed, index, self.kinds), self.image_size, self.seed, index)
 
+    def _noise(self, index):
+        swapped = uniform(self.seed, index, 30, 1)[:, 0] < self.swap_rate
+        source = torch.where(swapped, randint(self.seed, index, 31, 1, self.n)[:, 0], index)
+        wrong = (uniform(self.seed, index, 32, 1)[:, 0] < self.wrong_attribute_rate) & ~swapped
+        return source, wrong, swapped
+
     def captions(self, index):
         """The (possibly noisy) captions; a swapped caption is another pair's clean caption."""
         index = self._index(index)
-        swapped = uniform(self.seed, index, 30, 1)[:, 0] < self.swap_rate
-        source = torch.where(swapped, randint(self.seed, index, 31, 1, self.n)[:, 0], index)
-        wrong = ((uniform(self.seed, index, 32, 1)[:, 0] < self.wrong_attribute_rate) & ~swapped).tolist()
+        source, wrong, _ = self._noise(index)
         scenes = scene_dicts(sample_scenes(self.seed, source, self.kinds))
         return [caption(s, random.Random(self.seed * 1_000_003 + i), w)
-                for s, i, w in zip(scenes, source.tolist(), wrong)]
+                for s, i, w in zip(scenes, source.tolist(), wrong.tolist())]
+
+    def noisy(self, index):
+        """Which pairs carry a wrong-attribute or swapped caption (ground truth for filters)."""
+        _, wrong, swapped = self._noise(self._index(index))
+        return wrong | swapped
+
+    def subset(self, indices):
+        return Subset(self, indices)
 
     def __getitem__(self, i):
         return self.images([i])[0], self.captions([i])[0]
+
+
+class Subset:
+    """Pairs ``indices`` of a dataset, renumbered 0..len-1: what a data filter keeps."""
+
+    def __init__(self, dataset, indices):
+        self.dataset = dataset
+        self.indices = torch.as_tensor(indices, dtype=torch.long, device=dataset.device).flatten()
+        self.image_size, self.device = dataset.image_size, dataset.device
+
+    def __len__(self):
+        return len(self.indices)
+
+    def _source(self, index):
+        return self.indices[torch.as_tensor(index, dtype=torch.long, device=self.device).flatten()]
+
+    def scenes(self, index):
+        return self.dataset.scenes(self._source(index))
+
+    def images(self, index):
+        return self.dataset.images(self._source(index))
+
+    def captions(self, index):
+        return self.dataset.captions(self._source(index))
+
+    def noisy(self, index):
+        return self.dataset.noisy(self._source(index))
 
 
 @dataclass

@@ -5,7 +5,9 @@
                negatives = every other view in the (gathered) batch, tau = 0.1
 
 h is a 3-layer MLP (hidden 4096 -> out 256 in the reference) on the pre-projection image
-feature f. Here all three views come from the loader's one augmentation.
+feature f. View 0 is the run's weak (CLIP) view; views 1 and 2 are strong SimCLR-style views
+("moco": crop 0.2-1, colour jitter, grey, blur, flip). They never meet a caption, so the
+augmentations that falsify ShapeCaps captions are harmless here.
 """
 import torch
 import torch.nn as nn
@@ -32,6 +34,7 @@ def nt_xent(a, b, temperature=0.1):
 
 class SLIP(nn.Module):
     image_views, text_views = 3, ("caption",)
+    view_augmentations = (None, "moco", "moco")  # None: the run's augmentation
 
     def __init__(self, feature_dim, hidden=512, out=128, temperature=0.1):
         super().__init__()

@@ -1,0 +1,86 @@
+"""The experiment grids of notebooks 07 (the DeCLIP reproduction) and 08 (the CLIP-benchmark).
+
+A grid is a list of run specs (``experiments.train`` arguments) at one of three scales: "smoke"
+(CI, minutes on a CPU), "cpu" (fewer points and seeds, <= 45 min on 2 cores) and "gpu" (the
+full grids with 3 seeds on one H100). Every scale trains in the data-starved regime where extra
+supervision pays (``small`` pairs for 1,200 steps: 77 epochs at full scale).
+"""
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Scale:
+    preset: str
+    seeds: tuple
+    sizes: tuple           # distinct training pairs, for the data-efficiency curve
+    small: int             # the pairs every other grid trains on
+    overrides: dict = field(default_factory=dict)
+    noise_levels: tuple = (0.2, 0.4, 0.6)
+    text_depths: tuple = (1, 2, 4, 8)
+
+
+SCALES = {
+    "smoke": Scale("smoke", (0,), (256, 512), 512, dict(batch_size=32, steps=12, eval_n=64, warmup=2),
+                   noise_levels=(0.5,), text_depths=(1, 2)),
+    "cpu": Scale("cpu", (0, 1), (1000, 2000, 4000), 2000, dict(steps=1200, eval_every=300), noise_levels=(0.4,),
+                 text_depths=(1, 2, 4)),
+    "gpu": Scale("gpu", (0, 1, 2), (500, 1000, 2000, 4000, 8000, 16000), 2000,
+                 dict(batch_size=128, steps=1200, warmup=100, eval_every=300)),
+}
+LADDER = ["clip", "clip+mvs", "clip+mvs+ss", "declip"]  # the paper's ablation order (Table 6)
+SINGLES = ["clip+iss", "clip+tss", "clip+nns"]          # one signal each, on top of CLIP
+BENCHMARK_METHODS = ["clip", "slip", "filip", "declip", "defilip"]
+ENCODERS = ["rn-tiny", "vit-tiny"]
+FILTER_QUANTILE = 0.9
+TIME_MULTIPLE = 2  # CLIP also trains this many times longer: the equal-wall-clock comparison
+
+
+def spec(method, scale, seed, pairs=None, **options):
+    return {"method": method, "preset": scale.preset, "seed": seed,
+            **scale.overrides, "pairs": pairs or scale.small, **options}
+
+
+def grid(name, scale):
+    """The run specs of grid ``name`` at ``scale`` (a key of ``SCALES`` or a :class:`Scale`)."""
+    if name not in GRIDS:
+        raise ValueError(f"grid: unknown grid {name!r}; choose from {sorted(GRIDS)}")
+    scale = SCALES[scale] if isinstance(scale, str) else scale
+    return GRIDS[name](scale)
+
+
+def _ablation(s):
+    singles = SINGLES if s.preset != "smoke" else []
+    return [spec(m, s, seed) for m in LADDER + singles for seed in s.seeds]
+
+
+def _data_efficiency(s):
+    return [spec(m, s, seed, n) for m in ("clip", "declip") for n in s.sizes for seed in s.seeds]
+
+
+def _equal_time(s):
+    return [spec("clip", s, seed, steps=s.overrides.get("steps", 0) * TIME_MULTIPLE) for seed in s.seeds]
+
+
+def _benchmark(s):
+    return [spec(m, s, seed, model=e) for e in ENCODERS for m in BENCHMARK_METHODS for seed in s.seeds]
+
+
+def _data_quality(s):
+    clean = [spec("clip", s, seed) for seed in s.seeds]
+    noisy = [(p, 0.0) for p in s.noise_levels] + [(0.0, p) for p in s.noise_levels]
+    return clean + [spec("clip", s, seed, noise=n, filter_quantile=q) for n in noisy
+                    for q in (None, FILTER_QUANTILE) for seed in s.seeds]
+
+
+def _text_depth(s):
+    return [spec("clip", s, seed, model_overrides={"text_layers": d}) for d in s.text_depths for seed in s.seeds]
+
+
+GRIDS = {"ablation": _ablation, "data-efficiency": _data_efficiency, "equal-time": _equal_time,
+         "benchmark": _benchmark, "data-quality": _data_quality, "text-depth": _text_depth}
+NOTEBOOK_GRIDS = {"07": ["ablation", "data-efficiency", "equal-time"], "08": ["benchmark", "data-quality", "text-depth"]}
+# what the grids are compared with (METHOD.md section 6): ImageNet zero-shot top-1, %
+PUBLISHED_ABLATION = {"clip": 20.6, "clip+mvs": 24.8, "clip+mvs+ss": 25.4, "declip": 27.2}  # RN50, CC3M
+PUBLISHED_BENCHMARK = {  # YFCC15M-V2, 32 epochs: {method: (ViT-B/32, ResNet50)}
+    "clip": (32.8, 37.2), "slip": (34.3, 28.5), "filip": (39.5, 21.3), "declip": (43.2, 44.4), "defilip": (45.0, None)}
+PUBLISHED_DATA_MULTIPLE = 7.1  # DeCLIP-RN50 on 56 M pairs vs CLIP-RN50 on 400 M

@@ -1,0 +1,50 @@
+"""From run records (``experiments.result`` dicts) to the numbers notebooks 07-08 report:
+rows picked by setting, mean ± std tables, the data multiple, equal-time interpolation."""
+import math
+
+import numpy as np
+
+from .experiments import summarise
+
+
+def select(rows, **where):
+    """The summary rows whose fields (or ``options`` entries) equal every ``where`` value."""
+    def value(row, key):
+        return row[key] if key in row else row["options"].get(key)
+    return [r for r in rows if all(value(r, k) == v for k, v in where.items())]
+
+
+def one(rows, **where):
+    found = select(rows, **where)
+    if len(found) != 1:
+        raise LookupError(f"report.one: {len(found)} rows match {where}, expected exactly 1")
+    return found[0]
+
+
+def format_table(rows, columns, label=lambda r: r["method"], width=14):
+    """A plain-text table: one line per row, ``mean±std`` per column."""
+    head = f"{'':{width}s}" + "".join(f"{c[:11]:>13s}" for c in columns)
+    lines = [f"{label(r)[:width]:{width}s}" + "".join(f"{r[c][0]:8.3f}±{r[c][1]:.2f}" if c in r else f"{'-':>13s}"
+                                                    for c in columns) for r in rows]
+    return "\n".join([head, *lines])
+
+
+def pairs_to_reach(pairs, accuracy, target):
+    """The pairs at which an accuracy-vs-pairs curve reaches ``target``, read linearly in
+    log(pairs). None when the curve never gets there."""
+    x, y = np.log(np.asarray(pairs, dtype=float)), np.asarray(accuracy, dtype=float)
+    for i in range(len(x) - 1):
+        if y[i] < target <= y[i + 1]:
+            return math.exp(x[i] + (target - y[i]) / (y[i + 1] - y[i]) * (x[i + 1] - x[i]))
+    return None if y[0] < target else float(pairs[0])
+
+
+def at_equal_time(steps, accuracy, budget):
+    """Accuracy at ``budget`` steps, linear between the measured (steps, accuracy) points."""
+    return float(np.interp(budget, steps, accuracy))
+
+
+def recovered(clean, noisy, filtered):
+    """Share of the accuracy that noise cost which filtering won back."""
+    lost = clean - noisy
+    return (filtered - noisy) / lost if abs(lost) > 1e-9 else float("nan")
