@@ -242,13 +242,13 @@ def analyse(run):
 
 
 def result(run):
-    """The JSON record of a finished run."""
+    """The JSON record of a finished run (plain JSON data: lists, not tuples)."""
     last = run.trainer.evals[-1] if run.trainer.evals else {}
-    return {"name": run.name, "method": run.method, "seed": run.seed, "preset": asdict(run.preset), "options": run.options,
+    return json.loads(json.dumps({"name": run.name, "method": run.method, "seed": run.seed, "preset": asdict(run.preset), "options": run.options,
             "hardware": hardware(run.trainer.device), "train_seconds": run.seconds,
             "pairs_seen": run.trainer.step * run.preset.batch_size, "filter_report": run.filter_report,
             "zero_shot": {t: last.get(t) for t in [*TASKS, "mean"]}, **analyse(run), "evals": run.trainer.evals,
-            "torch": torch.__version__}
+            "torch": torch.__version__}))
 
 
 def _record(spec, runs_dir, device, progress, threads=None):

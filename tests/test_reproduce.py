@@ -1,0 +1,135 @@
+"""The reproduction machinery of notebooks 07-08: views per objective, data filters, FILIP's
+zero-shot scoring, linear probes, real digits, run naming and caching, and the report maths."""
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from declip_lite import experiments, grids, report
+from declip_lite.data.external import sklearn_digits
+from declip_lite.data.loader import PairBatches
+from declip_lite.data.shapecaps import ShapeCaps, ZeroShotTask
+from declip_lite.evaluate import linear_probe, token_wise_scores, word_patch_similarity
+from declip_lite.filtering import keep_matched
+from declip_lite.models.clip import CLIPModel, model_config
+from declip_lite.objectives import FILIP
+
+TINY = dict(pairs=96, batch_size=32, steps=2, warmup=1, eval_n=16)
+
+
+def test_slip_gets_a_weak_view_and_two_strong_ones(tokenizer):
+    run = experiments.build("slip", "smoke", 0, "cpu", **TINY)
+    assert [a.p_jitter for a in run.trainer.batches.augs] == [0, 0.8, 0.8]  # "clip", "moco", "moco"
+    with pytest.raises(ValueError, match="3 names"):
+        PairBatches(ShapeCaps(64), tokenizer, 32, image_views=3, augmentation=["clip", "moco"])
+
+
+def test_subset_renumbers_pairs_and_noise_is_known():
+    data = ShapeCaps(400, wrong_attribute_rate=0.3, swap_rate=0.2)
+    noisy = data.noisy(range(400))
+    assert 0.4 < noisy.float().mean() < 0.6  # 0.2 swapped + 0.8 * 0.3 wrong
+    sub = data.subset([7, 3])
+    assert len(sub) == 2 and sub.captions([0, 1]) == data.captions([7, 3])
+    assert torch.equal(sub.images([1]), data.images([3])) and torch.equal(sub.noisy([0]), noisy[[7]])
+    clean = ShapeCaps(50)
+    assert not clean.noisy(range(50)).any()
+
+
+def test_an_uninformed_scorer_keeps_about_one_minus_the_quantile(tokenizer):
+    model = CLIPModel(model_config(vocab_size=tokenizer.vocab_size))  # untrained: own ~ mismatched
+    data = ShapeCaps(600, swap_rate=0.5)
+    keep, rep = keep_matched(model, tokenizer, data, quantile=0.8)
+    assert 0.1 < rep["kept"] < 0.3 and len(keep) == round(rep["kept"] * 600)
+    assert math.isclose(rep["noise_before"], data.noisy(range(600)).float().mean().item())
+    with pytest.raises(ValueError, match="quantile"):
+        keep_matched(model, tokenizer, data, quantile=1.0)
+
+
+def test_token_wise_zero_shot_equals_a_loop(tokenizer):
+    config = model_config("vit-tiny", vocab_size=tokenizer.vocab_size, vit_layers=1, text_layers=1)
+    model, filip = CLIPModel(config).eval(), FILIP(config.vit_width, config.text_width).eval()
+    images, classes, templates = torch.rand(3, 3, 32, 32), ["circle", "star"], ["a {}", "a red {} on the left"]
+    scores = token_wise_scores(model, filip, tokenizer, images, classes, templates, batch_size=2)
+    with torch.no_grad():
+        x = F.normalize(filip.image_proj(model.encode_image(images)["tokens"]), dim=-1)
+        expect = torch.zeros(3, 2)
+        for c, name in enumerate(classes):
+            for t in templates:
+                tok = tokenizer.encode([t.format(name)])
+                y = F.normalize(filip.text_proj(model.encode_text(tok)["tokens"]), dim=-1)[0][tok[0] != 0]
+                for i in range(3):
+                    expect[i, c] += (x[i] @ y.T).max(1).values.mean() / len(templates)
+    torch.testing.assert_close(scores, expect, atol=1e-5, rtol=1e-5)
+    words, sim = word_patch_similarity(model, filip, tokenizer, images[0], "a red circle")
+    assert words == ["a", "red", "circle"] and sim.shape == (3, 64)
+
+
+class _Oracle(torch.nn.Module):
+    """Image features that are the label, one-hot, plus noise (or, with ``informative=False``, noise only)."""
+
+    def __init__(self, labels, informative=True):
+        super().__init__()
+        self.w, self.labels, self.informative = torch.nn.Parameter(torch.zeros(1)), labels, informative
+
+    def encode_image(self, images):
+        idx = images[:, 0, 0, 0].long()
+        feats = torch.randn(len(idx), 16) * 0.1
+        if self.informative:
+            feats[torch.arange(len(idx)), self.labels[idx]] += 1
+        return {"embed": feats}
+
+
+def test_linear_probe_reads_what_the_features_hold():
+    labels = torch.randint(0, 4, (400,))
+    images = torch.arange(400.0)[:, None, None, None].expand(-1, 3, 2, 2)
+    train = ZeroShotTask("t", list("abcd"), ["{}"], images[:300], labels[:300])
+    test = ZeroShotTask("t", list("abcd"), ["{}"], images[300:], labels[300:])
+    assert linear_probe(_Oracle(labels), train, test)["top1"] > 0.95
+    assert linear_probe(_Oracle(labels, informative=False), train, test)["top1"] < 0.45
+
+
+def test_sklearn_digits_are_real_ten_class_images():
+    task = sklearn_digits(32, n=200)
+    assert task.images.shape == (200, 3, 32, 32) and 0 <= task.images.min() and task.images.max() <= 1
+    assert set(task.labels.tolist()) == set(range(10)) and task.classnames[3] == "3"
+    assert len(sklearn_digits(32)) == 1797
+
+
+def test_spec_names_match_built_runs_and_a_grid_is_read_not_retrained(tmp_path, monkeypatch):
+    specs = [dict(method="clip", preset="smoke", seed=0, **TINY),
+             dict(method="clip", preset="smoke", seed=1, noise=(0.0, 0.5), filter_quantile=0.5, **TINY)]
+    records = experiments.run_grid(specs, str(tmp_path), "cpu", progress=False)
+    assert experiments.spec_name(**specs[0]) == experiments.build(**specs[0]).name == records[0]["name"]
+    assert records[1]["options"]["filter"]["scorer"] == experiments.spec_name(**experiments.scorer_spec(specs[1]))
+    assert 0 < records[1]["filter_report"]["kept"] <= 1 and {"single_prompt", "linear_probe", "transfer"} <= set(records[0])
+    monkeypatch.setattr(experiments, "train", lambda *a, **k: pytest.fail("a cached run was retrained"))
+    assert experiments.run_grid(specs, str(tmp_path), "cpu") == records
+
+
+def test_summarise_groups_seeds_of_one_setting():
+    def rec(seed, mean, noise):
+        return {"method": "clip", "seed": seed, "preset": {"pairs": 10, "steps": 5, "model": "rn-tiny"},
+                "options": {"noise": noise}, "zero_shot": {"mean": mean}}
+    rows = experiments.summarise([rec(0, 0.5, [0, 0]), rec(1, 0.7, [0, 0]), rec(0, 0.1, [0.5, 0])])
+    row = report.one(rows, noise=[0, 0])
+    assert row["seeds"] == 2 and math.isclose(row["mean"][0], 0.6) and math.isclose(row["mean"][1], 0.02 ** 0.5)  # sample std
+    with pytest.raises(LookupError):
+        report.one(rows, method="clip")
+
+
+def test_report_maths_by_hand():
+    assert math.isclose(report.pairs_to_reach([100, 1000], [0.2, 0.4], 0.3), 100 * 10 ** 0.5)
+    assert report.pairs_to_reach([100, 1000], [0.2, 0.4], 0.5) is None
+    assert report.at_equal_time([10, 20], [0.5, 0.7], 15) == pytest.approx(0.6)
+    assert report.recovered(clean=0.8, noisy=0.4, filtered=0.7) == pytest.approx(0.75)
+
+
+def test_every_grid_is_well_formed_at_every_scale():
+    for scale in grids.SCALES:
+        for name in grids.GRIDS:
+            specs = grids.grid(name, scale)
+            names = [experiments.spec_name(**s) for s in specs]
+            assert specs and len(set(names)) == len(names), (scale, name)  # no run listed twice
+    assert json.dumps(grids.grid("ablation", "gpu")[0])  # specs travel to worker processes as plain data
