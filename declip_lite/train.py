@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .distributed import is_main, max_over_ranks, world
+
 CHECKPOINT_VERSION = 1
 
 
@@ -42,6 +44,7 @@ class TrainConfig:
     eval_every: int = 0                    # 0: only at the end of fit()
     flush_every: int = 25                  # steps between host syncs (history, bar, NaN check)
     checkpoint_every: int = 250             # steps between atomic checkpoints (when fit() is given a path)
+    sync_batchnorm: bool = False           # several GPUs: BatchNorm statistics over the global batch
 
 
 def parameter_groups(modules, weight_decay):
@@ -68,7 +71,7 @@ def encode(model, batch):
     img = model.encode_image(batch["images"].flatten(0, 1))
     names = list(batch["texts"])
     tokens = torch.cat([batch["texts"][n] for n in names])
-    L = int((tokens != 0).sum(1).max())  # trailing pads change nothing: trim them
+    L = max_over_ranks(int((tokens != 0).sum(1).max()))  # trailing pads change nothing: trim them
     txt = {**model.encode_text(tokens[:, :L]), "valid": tokens[:, :L] != 0}  # valid: not padding
     return {"image": [{k: v[i * B:(i + 1) * B] for k, v in img.items()} for i in range(V)],
             "text": {n: {k: v[i * B:(i + 1) * B] for k, v in txt.items()} for i, n in enumerate(names)},
@@ -76,13 +79,36 @@ def encode(model, batch):
             "mlm_targets": None if "mlm_targets" not in batch else batch["mlm_targets"][:, :L]}
 
 
+class TrainStep(torch.nn.Module):
+    """Model and objective as one module, so DDP can wrap (and synchronise) both."""
+
+    def __init__(self, model, objective):
+        super().__init__()
+        self.model, self.objective = model, objective
+
+    def forward(self, batch):
+        return self.objective(encode(self.model, batch))
+
+
 class Trainer:
-    """Trains ``model`` with ``objective`` on ``batches`` (a :class:`PairBatches`)."""
+    """Trains ``model`` with ``objective`` on ``batches`` (a :class:`PairBatches`).
+
+    Under torchrun (``distributed.init_from_env``), model and objective train as one DDP module;
+    ``sync_batchnorm`` converts BatchNorm to SyncBatchNorm (GPUs only). Only rank 0 evaluates,
+    shows progress and writes checkpoints."""
 
     def __init__(self, model, objective, batches, config=None, evaluator=None, device=None):
         self.config = config or TrainConfig()
         self.device = pick_device(device)
+        if self.config.sync_batchnorm:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            objective = torch.nn.SyncBatchNorm.convert_sync_batchnorm(objective)
         self.model, self.objective, self.batches = model.to(self.device), objective.to(self.device), batches
+        self.step_module = TrainStep(self.model, self.objective)
+        if world()[1] > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.step_module = torch.nn.parallel.DistributedDataParallel(self.step_module, device_ids=ids,
+                                                                         find_unused_parameters=True)
         self.evaluator = evaluator  # model -> dict of metrics, called every eval_every steps
         c = self.config
         self.optimizer = torch.optim.AdamW(parameter_groups([model, objective], c.weight_decay), lr=c.lr,
@@ -99,7 +125,7 @@ class Trainer:
         self.objective.train()
         batch = self.batches.batch(self.step)
         with self._autocast():
-            terms = self.objective(encode(self.model, batch))
+            terms = self.step_module(batch)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -132,7 +158,7 @@ class Trainer:
         return last
 
     def evaluate(self):
-        if self.evaluator is None:
+        if self.evaluator is None or not is_main():
             return None
         self.model.eval()
         result = {"step": self.step, "pairs_seen": self.step * self.batches.batch_size, **self.evaluator(self.model)}
@@ -142,7 +168,8 @@ class Trainer:
     def fit(self, steps=None, checkpoint=None, progress=True):
         """Train until ``steps`` (default config.steps) have been taken in total, then evaluate."""
         c, total = self.config, steps or self.config.steps
-        bar = tqdm(total=total, initial=self.step, disable=not progress, desc=type(self.objective).__name__)
+        bar = tqdm(total=total, initial=self.step, disable=not (progress and is_main()),
+                   desc=type(self.objective).__name__)
         self._tick = time.perf_counter()
         while self.step < total:
             self.train_step()
@@ -170,8 +197,10 @@ class Trainer:
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}}
 
     def save(self, path):
-        """Write atomically: a crash mid-write never leaves a half checkpoint at ``path``."""
+        """Write atomically: a crash mid-write never leaves a half checkpoint at ``path``. Rank 0 only."""
         self._flush()
+        if not is_main():
+            return
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         tmp = f"{path}.tmp"
         torch.save(self.state_dict(), tmp)

@@ -6,6 +6,7 @@ uninterrupted run would have seen.
 """
 import torch
 
+from ..distributed import world
 from ..text.augment import TokenEDA, mask_tokens
 from .captions import ATTRIBUTE_WORDS, SYNONYM_GROUPS
 from .scenes import content_key
@@ -23,6 +24,7 @@ def _generator(device, *keys):
 
 class PairBatches:
     """Batches of ``dataset`` for an objective with ``image_views`` and ``text_views``.
+    ``batch_size`` is per process: under torchrun each rank takes its slice of the global batch.
 
     Text views: "caption" (tokens), "masked" (MLM-masked caption; adds ``mlm_targets``) and
     "eda" (token-level EDA). ``augmentation`` names an entry of ``AUGMENTATIONS``, or gives one
@@ -63,12 +65,15 @@ class PairBatches:
 
     @property
     def steps_per_epoch(self):
-        return len(self.dataset) // self.batch_size
+        return len(self.dataset) // (self.batch_size * world()[1])
 
     def indices(self, step):
+        """This rank's share of global batch ``step`` (one process: the whole batch)."""
+        rank, size = world()
         epoch, k = divmod(step, self.steps_per_epoch)
         perm = torch.randperm(len(self.dataset), generator=_generator("cpu", self.seed, epoch))
-        return perm[k * self.batch_size:(k + 1) * self.batch_size].to(self.device)
+        start = (k * size + rank) * self.batch_size
+        return perm[start:start + self.batch_size].to(self.device)
 
     def pixels(self, index):
         if self.images is not None:
@@ -84,7 +89,7 @@ class PairBatches:
         """{"images": (V, B, 3, S, S), "texts": {name: (B, L)}, "ids": (B,), "content": (B,),
         ["mlm_targets"]}; ``content`` keys what each image shows (see ``scenes.content_key``)."""
         index = self.indices(step)
-        g = _generator(self.device, self.seed, step, 1)
+        g = _generator(self.device, self.seed, step, 1 + world()[0])
         pixels, tokens = self.pixels(index), self.tokens[index]
         flipped = None
         if self.augs[0].flip == "rewrite":  # one flip decision per pair, shared by views and caption
