@@ -136,9 +136,26 @@ def spec_name(method="clip", preset="smoke", seed=0, device=None, augmentation=N
     return run_name(method, _preset(preset, preset_overrides), seed, **options)
 
 
+def make_trainer(dataset, tokenizer, method="clip", preset="smoke", tasks=None, seed=0, device=None,
+                 augmentation="clip", model_overrides=None, objective_options=None, eda=None):
+    """Model, objective, batches and Trainer for ``method`` on any captioned dataset (ShapeCaps,
+    a filtered subset, :class:`CaptionedImages`), evaluated on the zero-shot ``tasks`` if given."""
+    preset = _preset(preset, {})
+    config = model_config(preset.model, vocab_size=tokenizer.vocab_size, image_size=preset.image_size,
+                          context_length=tokenizer.context_length, eot_id=tokenizer.eot_id, **(model_overrides or {}))
+    objective = make_objective(method, config, tokenizer.vocab_size, **(objective_options or {}))
+    views = [v or augmentation for v in getattr(objective, "view_augmentations", [augmentation])]
+    batches = PairBatches(dataset, tokenizer, min(preset.batch_size, len(dataset)), objective.image_views,
+                          objective.text_views, views if len(set(views)) > 1 else augmentation, seed=seed,
+                          device=device, eda=eda)
+    train_config = TrainConfig(steps=preset.steps, lr=preset.lr, warmup=preset.warmup, eval_every=preset.eval_every)
+    evaluator = (lambda m: evaluate_tasks(m, tokenizer, tasks)) if tasks else None
+    return Trainer(CLIPModel(config), objective, batches, train_config, evaluator=evaluator, device=device)
+
+
 def build(method="clip", preset="smoke", seed=0, device=None, augmentation=None, noise=(0.0, 0.0),
           model_overrides=None, objective_options=None, filter_quantile=None, scorer=None, **preset_overrides):
-    """Everything a run needs, untrained: data, tokenizer, model, objective, batches, trainer.
+    """Everything a ShapeCaps run needs, untrained: data, tokenizer, tasks and a Trainer.
 
     ``filter_quantile`` with a trained ``scorer`` run keeps only the pairs the scorer finds
     matched (``filtering.keep_matched``)."""
@@ -146,12 +163,7 @@ def build(method="clip", preset="smoke", seed=0, device=None, augmentation=None,
     device = pick_device(device)
     seed_everything(seed)
     tokenizer = shapecaps_tokenizer()
-    config = model_config(preset.model, vocab_size=tokenizer.vocab_size, image_size=preset.image_size,
-                          **(model_overrides or {}))
-    objective = make_objective(method, config, tokenizer.vocab_size, **(objective_options or {}))
     options = _options(augmentation, noise, model_overrides, objective_options, filter_quantile, scorer and scorer.name)
-    augmentation = options["augmentation"]
-    views = [v or augmentation for v in getattr(objective, "view_augmentations", [augmentation])]
     dataset = ShapeCaps(preset.pairs, seed=seed, image_size=preset.image_size, wrong_attribute_rate=noise[0],
                         swap_rate=noise[1], device=device)
     report = None
@@ -160,12 +172,9 @@ def build(method="clip", preset="smoke", seed=0, device=None, augmentation=None,
             raise ValueError("build: filter_quantile needs a trained scorer run")
         keep, report = keep_matched(scorer.model, tokenizer, dataset, filter_quantile)
         dataset = dataset.subset(keep)
-    batches = PairBatches(dataset, tokenizer, min(preset.batch_size, len(dataset)), objective.image_views,
-                          objective.text_views, views if len(set(views)) > 1 else augmentation, seed=seed)
     tasks = make_tasks(n=preset.eval_n, seed=seed, image_size=preset.image_size, device=device)
-    train_config = TrainConfig(steps=preset.steps, lr=preset.lr, warmup=preset.warmup, eval_every=preset.eval_every)
-    trainer = Trainer(CLIPModel(config), objective, batches, train_config,
-                      evaluator=lambda m: evaluate_tasks(m, tokenizer, tasks), device=device)
+    trainer = make_trainer(dataset, tokenizer, method, preset, tasks, seed, device, options["augmentation"],
+                           model_overrides, objective_options)
     return Run(run_name(method, preset, seed, **options), method, preset, seed, tokenizer, dataset, tasks, trainer,
                options, filter_report=report)
 

@@ -27,12 +27,12 @@ class PairBatches:
     ``batch_size`` is per process: under torchrun each rank takes its slice of the global batch.
 
     Text views: "caption" (tokens), "masked" (MLM-masked caption; adds ``mlm_targets``) and
-    "eda" (token-level EDA). ``augmentation`` names an entry of ``AUGMENTATIONS``, or gives one
+    "eda" (token-level EDA; ``eda``: a :class:`TokenEDA`, ShapeCaps' synonyms by default). ``augmentation`` names an entry of ``AUGMENTATIONS``, or gives one
     name per image view (SLIP: a weak view for CLIP, two strong ones for SimCLR).
     """
 
     def __init__(self, dataset, tokenizer, batch_size, image_views=1, text_views=("caption",),
-                 augmentation="clip", mask_prob=0.15, seed=0, device=None):
+                 augmentation="clip", mask_prob=0.15, seed=0, device=None, eda=None):
         if batch_size < 2 or batch_size > len(dataset):
             raise ValueError(f"PairBatches: batch_size={batch_size} must be in [2, len(dataset)={len(dataset)}]")
         per_view = [augmentation] * image_views if isinstance(augmentation, str) else list(augmentation)
@@ -52,14 +52,17 @@ class PairBatches:
         everything = torch.arange(n)
         self.tokens = torch.cat([tokenizer.encode(dataset.captions(everything[i:i + 8192]))
                                  for i in range(0, n, 8192)]).to(self.device)
-        scenes = dataset.scenes(everything)
-        self.boxes = object_boxes(scenes).to(self.device)
-        self.content = content_key(scenes).to(self.device)  # what each image shows, for diagnostics
+        if hasattr(dataset, "scenes"):  # ShapeCaps: object boxes and what each image shows
+            scenes = dataset.scenes(everything)
+            self.boxes, self.content = object_boxes(scenes).to(self.device), content_key(scenes).to(self.device)
+        else:  # real images: the whole frame, and every image its own content
+            self.boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0]], device=self.device).expand(n, 4)
+            self.content = everything.to(self.device)
         self.images = None
         if n * 3 * S * S <= CACHE_BYTES:
             self.images = torch.cat([(dataset.images(everything[i:i + 4096]) * 255).round().to(torch.uint8)
                                      for i in range(0, n, 4096)]).to(self.device)
-        self.eda = TokenEDA(tokenizer, SYNONYM_GROUPS, ATTRIBUTE_WORDS)
+        self.eda = eda or TokenEDA(tokenizer, SYNONYM_GROUPS, ATTRIBUTE_WORDS)  # ShapeCaps' synonyms by default
         self.left_right = torch.tensor([tokenizer.ids.get(w, tokenizer.unk_id) for w in ("left", "right")],
                                        device=self.device)
 

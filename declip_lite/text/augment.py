@@ -76,3 +76,25 @@ class TokenEDA:
         drop &= (content & ~drop).any(1, keepdim=True)
         order = (drop.long() * L + torch.arange(L, device=dev)).argsort(1)
         return torch.where(drop, self.tokenizer.pad_id, out).gather(1, order)
+
+
+def wordnet_synonym_groups(tokenizer):
+    """Synonym groups for :class:`TokenEDA` on real captions, from WordNet (through nltk): each
+    whole-word token of the vocabulary with its WordNet synonyms that are whole-word tokens too."""
+    try:
+        from nltk.corpus import wordnet
+
+        wordnet.synsets("dog")
+    except (ImportError, LookupError) as e:
+        raise RuntimeError("WordNet synonyms need nltk and its WordNet corpus: `pip install nltk` then "
+                           "`python -m nltk.downloader wordnet` (offline: copy an nltk_data folder holding "
+                           "corpora/wordnet and point NLTK_DATA at it). Without them, EDA on real captions "
+                           "still deletes and swaps words; pass synonym_groups=() to TokenEDA.") from e
+    suffix = "</w>" if any(w.endswith("</w>") for w in tokenizer.words) else ""
+    whole = {w[: len(w) - len(suffix)] for w in tokenizer.words[len(tokenizer.special_ids):] if w.endswith(suffix)}
+    groups = []
+    for word in sorted(whole):
+        synonyms = {lemma.name().lower() for s in wordnet.synsets(word) for lemma in s.lemmas()} & whole
+        if len(synonyms | {word}) > 1:
+            groups.append([w + suffix for w in sorted(synonyms | {word})])
+    return groups

@@ -65,3 +65,47 @@ class WordTokenizer:
     @classmethod
     def from_state_dict(cls, state):
         return cls(state["words"], state["context_length"])
+
+
+class BPETokenizer(WordTokenizer):
+    """Byte-pair encoding trained on *your* captions with Hugging Face ``tokenizers``; CLIP's
+    framing, special ids and the word tokenizer's interface.
+
+    Why train one instead of loading CLIP's 49,408-token vocabulary (open_clip ships it): it
+    works offline, and its size follows the data: a few thousand tokens fit a small caption set
+    and a small model, where CLIP's embedding table alone would outweigh a teaching-size tower.
+    Use CLIP's vocabulary when you load OpenAI weights; nothing here does.
+    """
+
+    def __init__(self, tokenizer_json, context_length=77):
+        from tokenizers import Tokenizer
+
+        self.bpe = Tokenizer.from_str(tokenizer_json)
+        vocab = self.bpe.get_vocab()
+        if [vocab.get(s) for s in SPECIALS] != list(range(len(SPECIALS))):
+            raise ValueError(f"BPETokenizer: the specials {SPECIALS} must be tokens 0..{len(SPECIALS) - 1}")
+        super().__init__(sorted(vocab, key=vocab.get)[len(SPECIALS):], context_length)
+
+    @classmethod
+    def train(cls, texts, vocab_size=2000, context_length=77):
+        from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+        bpe = Tokenizer(models.BPE(unk_token="<unk>", end_of_word_suffix="</w>"))
+        bpe.normalizer = normalizers.Lowercase()
+        bpe.pre_tokenizer = pre_tokenizers.Whitespace()
+        bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS),
+                                                           end_of_word_suffix="</w>", show_progress=False))
+        return cls(bpe.to_str(), context_length)
+
+    def split(self, text):
+        return self.bpe.encode(text, add_special_tokens=False).tokens
+
+    def decode(self, ids):
+        return [t.replace(" ", "").replace("</w>", " ").strip() for t in super().decode(ids)]
+
+    def state_dict(self):
+        return {"bpe": self.bpe.to_str(), "context_length": self.context_length}
+
+    @classmethod
+    def from_state_dict(cls, state):
+        return cls(state["bpe"], state["context_length"])
