@@ -22,7 +22,11 @@ from .data.external import sklearn_digits
 from .data.loader import PairBatches, shapecaps_tokenizer
 from .data.shapecaps import TASKS, ShapeCaps, make_task, make_tasks
 from .evaluate import evaluate_tasks, linear_probe, save_json, zero_shot
+from .data.captioned import CaptionedImages, read_csv
+from .distributed import init_from_env, is_main
 from .filtering import keep_matched
+from .text.augment import TokenEDA
+from .text.tokenizer import BPETokenizer
 from .models.clip import CLIPModel, image_width, model_config
 from .objectives import CLIP, FILIP, SLIP, DeCLIP, DeFILIP
 from .train import TrainConfig, Trainer, pick_device, seed_everything
@@ -215,7 +219,7 @@ def fit(run, runs_dir="data/runs", progress=True):
         run.trainer.fit(checkpoint=path and path + ".pt", progress=progress)
         run.seconds = time.perf_counter() - start
         run.record = result(run)
-        if path:
+        if path and is_main():
             save_json(run.record, path + ".json")
             run.trainer.save_history(path + ".history.json")
             for name, task in run.tasks.items():  # one JSON per (run, task), with the confusion matrix
@@ -327,6 +331,29 @@ def summarise(records, field="zero_shot"):
     return rows
 
 
+def train_csv(csv, method="clip", preset="gpu", seed=0, runs_dir="data/runs", device=None, image_key="filepath",
+              caption_key="title", sep=None, on_error="skip", max_skip_rate=0.01, vocab_size=8000,
+              context_length=32, **preset_overrides):
+    """Train ``method`` on an open_clip-style CSV of image files, with a BPE tokenizer trained on
+    its captions; resumable from ``runs_dir``. Under torchrun every rank loads the CSV and trains
+    on its share of each batch; rank 0 writes the checkpoint."""
+    preset = _preset(preset, preset_overrides)
+    seed_everything(seed)
+    data = CaptionedImages(read_csv(csv, image_key, caption_key, sep), preset.image_size, on_error, max_skip_rate,
+                           device, progress=is_main())
+    tokenizer = BPETokenizer.train(data.captions(range(len(data))), vocab_size, context_length)
+    trainer = make_trainer(data, tokenizer, method, preset, seed=seed, device=device, eda=TokenEDA(tokenizer))
+    path = os.path.join(runs_dir, f"{os.path.splitext(os.path.basename(csv))[0]}-{method}-s{seed}")
+    if os.path.exists(path + ".pt"):
+        trainer.load(path + ".pt")
+    trainer.fit(checkpoint=path + ".pt", progress=is_main())
+    if is_main():
+        save_json({"csv": csv, "load_report": data.report, "truncated_captions": data.truncated(tokenizer),
+                   "tokenizer": tokenizer.state_dict(), "history": trainer.history}, path + ".json")
+        print(f"{len(data)} pairs ({data.report['skipped']} bad rows skipped); checkpoint {path}.pt")
+    return trainer
+
+
 def _assignments(pairs):
     """["k=v", ...] -> {k: v} with v parsed as JSON when it can be (numbers, booleans, lists)."""
     out = {}
@@ -355,7 +382,14 @@ def main(argv=None):
     parser.add_argument("--runs-dir", default="data/runs")
     parser.add_argument("--device", default=None)
     parser.add_argument("--summary", default=None, help="write the mean/std table and run records here (JSON)")
+    parser.add_argument("--csv", default=None, help="train the (one) method on this CSV of image files instead")
+    parser.add_argument("--csv-keys", nargs=2, default=["filepath", "title"], metavar=("IMAGE", "CAPTION"))
     args = parser.parse_args(argv)
+    device = args.device or init_from_env()  # joins the process group under torchrun
+    if args.csv:
+        train_csv(args.csv, args.names[0], args.preset, args.seeds[0], args.runs_dir, device, *args.csv_keys,
+                  **_assignments(args.set))
+        return
     options = dict(augmentation=args.augmentation, **_assignments(args.set))
     if args.objective:
         options["objective_options"] = _assignments(args.objective)
@@ -365,7 +399,7 @@ def main(argv=None):
             specs += grids.grid(name, args.preset)
         else:
             specs += [dict(method=name, preset=args.preset, seed=s, **options) for s in args.seeds]
-    records = run_grid(specs, args.runs_dir, args.device, args.jobs)
+    records = run_grid(specs, args.runs_dir, device, args.jobs)
     for row in summarise(records):
         print(f"{row['method']:12s} {row['pairs']:6d} {json.dumps(row['options'])[:60]:60s} "
               + "  ".join(f"{k} {row[k][0]:.3f}±{row[k][1]:.3f}" for k in ["shape", "mean"]))

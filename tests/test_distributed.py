@@ -4,6 +4,7 @@ and every parameter gradient (DDP averaging + the all-gather that keeps gradient
 Left out on purpose: NNS (one queue per rank, as in the reference) and BatchNorm heads
 (SimSiam's, SLIP's), whose statistics are per rank unless SyncBatchNorm (GPUs only) is on.
 SLIP's gathered negatives are checked on the loss function itself."""
+import json
 import os
 
 import pytest
@@ -103,3 +104,26 @@ def test_two_gloo_processes_equal_one_process_on_the_whole_batch(tmp_path):
 def test_gather_is_the_identity_with_one_process():
     x = torch.randn(3, 2, requires_grad=True)
     assert gather(x) is x and not dist.is_initialized() and "WORLD_SIZE" not in os.environ
+
+
+@pytest.mark.timeout(240)
+def test_torchrun_trains_on_a_csv_with_two_processes(tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    rows = ["filepath,title"]
+    for i in range(16):
+        Image.new("RGB", (12, 12), (20 * i, 100, 200 - 10 * i)).save(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,a picture number {i % 4}")
+    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+               "-m", "declip_lite.experiments", "clip", "--csv", str(tmp_path / "pairs.csv"),
+               "--runs-dir", str(tmp_path / "runs"), "--set", "steps=3", "batch_size=4", "warmup=1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=200,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads((tmp_path / "runs" / "pairs-clip-s0.json").read_text())
+    assert len(record["history"]) == 3 and record["load_report"]["skipped"] == 0
+    assert torch.load(tmp_path / "runs" / "pairs-clip-s0.pt", weights_only=False)["step"] == 3
