@@ -4,8 +4,6 @@ import math
 
 import numpy as np
 
-from .experiments import summarise
-
 
 def select(rows, **where):
     """The summary rows whose fields (or ``options`` entries) equal every ``where`` value."""
