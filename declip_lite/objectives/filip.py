@@ -55,9 +55,12 @@ class FILIP(nn.Module):
         y = F.normalize(self.text_proj(text_tokens), dim=-1)
         keep_x, keep_y = select_tokens(x, y, valid, self.k)
         scale = self.logit_scale.exp()
-        rank, _ = world()  # local rows against the gathered batch, in each direction
-        i2t, _ = token_wise_logits(x, gather(y), keep_x, gather(keep_y), scale)
-        _, t2i = token_wise_logits(gather(x), y, gather(keep_x), keep_y, scale)
+        rank, size = world()
+        if size == 1:  # one similarity tensor gives both directions
+            i2t, t2i = token_wise_logits(x, y, keep_x, keep_y, scale)
+        else:  # local rows against the gathered batch, in each direction
+            i2t, _ = token_wise_logits(x, gather(y), keep_x, gather(keep_y), scale)
+            _, t2i = token_wise_logits(gather(x), y, gather(keep_x), keep_y, scale)
         target = torch.arange(len(x), device=x.device) + rank * len(x)
         return 0.5 * (F.cross_entropy(i2t, target) + F.cross_entropy(t2i, target))
 

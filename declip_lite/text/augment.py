@@ -50,22 +50,29 @@ class TokenEDA:
         self.swappable[tokenizer.special_ids] = False
         self.tokenizer, self.p_delete = tokenizer, p_delete
 
+    def _tables_on(self, dev):
+        """The lookup tables on ``dev``, moved there once (not on every call)."""
+        if self.synonyms.device != dev:
+            self.synonyms, self.n_synonyms, self.swappable = (t.to(dev) for t in
+                                                              (self.synonyms, self.n_synonyms, self.swappable))
+
     def __call__(self, tokens, generator=None):
         dev, (B, L) = tokens.device, tokens.shape
+        self._tables_on(dev)
         g = dict(generator=generator, device=dev)
         op = torch.randint(0, 3, (B,), **g)
         content = _content(tokens, self.tokenizer)
         rows = torch.arange(B, device=dev)
         out = tokens.clone()
         # 0: synonym replacement of one word that has synonyms
-        n_syn = self.n_synonyms.to(dev)[tokens]
+        n_syn = self.n_synonyms[tokens]
         pick = torch.where(n_syn > 0, torch.rand((B, L), **g), -1.0).argmax(1)
         word = tokens[rows, pick]
         choice = (torch.rand(B, **g) * n_syn[rows, pick].clamp_min(1)).long()
         replace = (op == 0) & (n_syn[rows, pick] > 0)
-        out[rows, pick] = torch.where(replace, self.synonyms.to(dev)[word, choice], word)
+        out[rows, pick] = torch.where(replace, self.synonyms[word, choice], word)
         # 1: swap two unprotected words
-        score = torch.where(self.swappable.to(dev)[tokens], torch.rand((B, L), **g), -1.0)
+        score = torch.where(self.swappable[tokens], torch.rand((B, L), **g), -1.0)
         top, pos = score.topk(2, dim=1)
         swap = (op == 1) & (top[:, 1] >= 0)
         a, b = pos[:, 0], pos[:, 1]
