@@ -313,10 +313,11 @@ def summarise(records, field="zero_shot"):
     of each entry of ``records[i][field]`` (zero_shot, linear_probe, single_prompt, ...).
 
     Returns rows {method, pairs, steps, encoder, augmentation, objective, options, seeds, <key>: (mean, std)}."""
-    groups = {}
+    groups, seen = {}, set()
     for r in records:
-        if not r.get(field):
+        if not r.get(field) or r.get("name", id(r)) in seen:  # a run listed by two grids counts once
             continue
+        seen.add(r.get("name", id(r)))
         key = json.dumps([r["method"], r["preset"], r.get("options") or {}], sort_keys=True)
         groups.setdefault(key, []).append(r[field])
     rows = []

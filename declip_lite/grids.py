@@ -8,6 +8,8 @@ epochs (77 at gpu scale, 40 at cpu scale).
 """
 from dataclasses import dataclass, field
 
+from .models.clip import CONFIGS
+
 
 @dataclass(frozen=True)
 class Scale:
@@ -17,16 +19,17 @@ class Scale:
     small: int             # the pairs every other grid trains on
     overrides: dict = field(default_factory=dict)
     benchmark_seeds: tuple = (0, 1, 2)  # seeds of notebook 08's grids
+    curve_seeds: tuple = (0, 1, 2)      # seeds of the data-efficiency curve and the equal-time runs
     noise_levels: tuple = (0.2, 0.4, 0.6)
     text_depths: tuple = (1, 2, 4, 8)
 
 
 SCALES = {
     "smoke": Scale("smoke", (0,), (256, 512), 512, dict(batch_size=32, steps=12, eval_n=64, warmup=2),
-                   benchmark_seeds=(0,), noise_levels=(0.5,), text_depths=(1, 2)),
+                   benchmark_seeds=(0,), curve_seeds=(0,), noise_levels=(0.5,), text_depths=(1, 2)),
     "cpu": Scale("cpu", (0, 1), (400, 800, 1600), 800, dict(batch_size=64, steps=500, warmup=50, eval_n=500,
                                                             eval_every=0),
-                 benchmark_seeds=(0,), noise_levels=(0.5,), text_depths=(1, 2, 4)),
+                 benchmark_seeds=(0,), curve_seeds=(0,), noise_levels=(0.5,), text_depths=(1, 2, 4)),
     "gpu": Scale("gpu", (0, 1, 2), (500, 1000, 2000, 4000, 8000, 16000), 2000,
                  dict(batch_size=128, steps=1200, warmup=100, eval_every=300)),
 }
@@ -36,6 +39,7 @@ BENCHMARK_METHODS = ["clip", "slip", "filip", "declip", "defilip"]
 ENCODERS = ["rn-tiny", "vit-tiny"]
 FILTER_QUANTILE = 0.9
 TIME_MULTIPLE = 2  # CLIP also trains this many times longer: the equal-wall-clock comparison
+TEXT_LAYERS = CONFIGS["rn-tiny"].text_layers  # that point of the depth sweep is the plain CLIP run
 
 
 def spec(method, scale, seed, pairs=None, **options):
@@ -56,12 +60,13 @@ def _ablation(s):
     return [spec(m, s, seed) for m in LADDER + singles for seed in s.seeds]
 
 
-def _data_efficiency(s):
-    return [spec(m, s, seed, n) for m in ("clip", "declip") for n in s.sizes for seed in s.seeds]
+def _data_efficiency(s):  # the ablation's seeds at ``small``, ``curve_seeds`` elsewhere
+    return [spec(m, s, seed, n) for m in ("clip", "declip") for n in s.sizes
+            for seed in (s.seeds if n == s.small else s.curve_seeds)]
 
 
 def _equal_time(s):
-    return [spec("clip", s, seed, steps=s.overrides.get("steps", 0) * TIME_MULTIPLE) for seed in s.seeds]
+    return [spec("clip", s, seed, steps=s.overrides.get("steps", 0) * TIME_MULTIPLE) for seed in s.curve_seeds]
 
 
 def _benchmark(s):
@@ -75,9 +80,13 @@ def _data_quality(s):
                     for q in (None, FILTER_QUANTILE) for seed in s.benchmark_seeds]
 
 
+def text_layers(depth):
+    """The model overrides of a text tower ``depth`` layers deep (None: the config's own depth)."""
+    return None if depth == TEXT_LAYERS else {"text_layers": depth}
+
+
 def _text_depth(s):
-    return [spec("clip", s, seed, model_overrides={"text_layers": d}) for d in s.text_depths
-            for seed in s.benchmark_seeds]
+    return [spec("clip", s, seed, model_overrides=text_layers(d)) for d in s.text_depths for seed in s.benchmark_seeds]
 
 
 GRIDS = {"ablation": _ablation, "data-efficiency": _data_efficiency, "equal-time": _equal_time,
