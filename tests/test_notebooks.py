@@ -11,9 +11,9 @@ run_notebooks = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(run_notebooks)
 
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("notebook", run_notebooks.notebooks(), ids=lambda p: p.stem)
 def test_notebook_runs_in_smoke_mode(notebook, tmp_path):
     params = {"SMOKE": True, "SEED": 0, "DEVICE": "cpu", "RUNS_DIR": str(tmp_path / "runs"),
               "FIG_DIR": str(tmp_path / "figures")}
-    run_notebooks.execute(notebook, ROOT / "runs" / "tests", params, timeout=240)
+    run_notebooks.execute(notebook, ROOT / "runs" / "tests", params, timeout=600)
