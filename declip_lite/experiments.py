@@ -294,18 +294,19 @@ def run_grid(specs, runs_dir="data/runs", device=None, jobs=1, progress=True):
     return [records[id(s)] for s in specs]
 
 
-def step_seconds(method="clip", preset="smoke", steps=20, warmup=5, device=None, **options):
-    """Seconds per training step of a fresh (untrained, uncached) run, after ``warmup`` steps."""
+def step_seconds(method="clip", preset="smoke", timed_steps=20, warmup_steps=5, device=None, **options):
+    """Seconds per training step of a fresh (untrained, uncached) run, after ``warmup_steps``.
+    ``options`` are ``build``'s (a preset's own ``steps`` does not matter here)."""
     trainer = build(method, preset, 0, device, **options).trainer
-    for _ in range(warmup):
+    for _ in range(warmup_steps):
         trainer.train_step()
     sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
     sync()
     start = time.perf_counter()
-    for _ in range(steps):
+    for _ in range(timed_steps):
         trainer.train_step()
     sync()
-    return (time.perf_counter() - start) / steps
+    return (time.perf_counter() - start) / timed_steps
 
 
 def summarise(records, field="zero_shot"):

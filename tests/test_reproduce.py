@@ -133,3 +133,10 @@ def test_every_grid_is_well_formed_at_every_scale():
             names = [experiments.spec_name(**s) for s in specs]
             assert specs and len(set(names)) == len(names), (scale, name)  # no run listed twice
     assert json.dumps(grids.grid("ablation", "gpu")[0])  # specs travel to worker processes as plain data
+
+
+def test_step_seconds_times_the_steps_it_is_asked_to_even_with_a_preset_steps_override(monkeypatch):
+    calls = []
+    monkeypatch.setattr(experiments.Trainer, "train_step", lambda self: calls.append(1))
+    assert experiments.step_seconds("clip", "smoke", timed_steps=3, warmup_steps=2, device="cpu", **TINY) >= 0
+    assert len(calls) == 5  # TINY's steps=2 is the run's length, not the timing's
