@@ -21,7 +21,7 @@ run: setup  ## execute notebooks/*.ipynb in order into runs/ (SMOKE=1 for the qu
 	$(BIN)/python notebooks/run.py --out runs $(if $(SMOKE),--smoke,)
 
 test: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n auto  # one worker per core (pytest-xdist)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n auto  # a 1-thread worker per core
 
 lab: setup
 	$(BIN)/python -m pip install -q jupyterlab

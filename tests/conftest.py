@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -6,7 +8,7 @@ from declip_lite.data.loader import shapecaps_tokenizer
 
 @pytest.fixture(autouse=True)
 def _threads():
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))  # make test: 1 per pytest worker
     torch.manual_seed(0)
 
 
