@@ -18,17 +18,17 @@ from dataclasses import asdict, dataclass, replace
 import torch
 
 from . import grids
+from .data.captioned import CaptionedImages, read_csv
 from .data.external import sklearn_digits
 from .data.loader import PairBatches, shapecaps_tokenizer
 from .data.shapecaps import TASKS, ShapeCaps, make_task, make_tasks
-from .evaluate import evaluate_tasks, linear_probe, save_json, zero_shot
-from .data.captioned import CaptionedImages, read_csv
 from .distributed import init_from_env, is_main
+from .evaluate import evaluate_tasks, linear_probe, save_json, zero_shot
 from .filtering import keep_matched
-from .text.augment import TokenEDA
-from .text.tokenizer import BPETokenizer
 from .models.clip import CLIPModel, image_width, model_config
 from .objectives import CLIP, FILIP, SLIP, DeCLIP, DeFILIP
+from .text.augment import TokenEDA
+from .text.tokenizer import BPETokenizer
 from .train import TrainConfig, Trainer, pick_device, seed_everything
 
 
@@ -150,8 +150,7 @@ def make_trainer(dataset, tokenizer, method="clip", preset="smoke", tasks=None, 
     objective = make_objective(method, config, tokenizer.vocab_size, **(objective_options or {}))
     views = [v or augmentation for v in getattr(objective, "view_augmentations", [augmentation])]
     batches = PairBatches(dataset, tokenizer, min(preset.batch_size, len(dataset)), objective.image_views,
-                          objective.text_views, views if len(set(views)) > 1 else augmentation, seed=seed,
-                          device=device, eda=eda)
+                          objective.text_views, views, seed=seed, device=device, eda=eda)
     train_config = TrainConfig(steps=preset.steps, lr=preset.lr, warmup=preset.warmup, eval_every=preset.eval_every)
     evaluator = (lambda m: evaluate_tasks(m, tokenizer, tasks)) if tasks else None
     return Trainer(CLIPModel(config), objective, batches, train_config, evaluator=evaluator, device=device)
