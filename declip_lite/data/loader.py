@@ -27,8 +27,9 @@ class PairBatches:
     ``batch_size`` is per process: under torchrun each rank takes its slice of the global batch.
 
     Text views: "caption" (tokens), "masked" (MLM-masked caption; adds ``mlm_targets``) and
-    "eda" (token-level EDA; ``eda``: a :class:`TokenEDA`, ShapeCaps' synonyms by default). ``augmentation`` names an entry of ``AUGMENTATIONS``, or gives one
-    name per image view (SLIP: a weak view for CLIP, two strong ones for SimCLR).
+    "eda" (token-level EDA; ``eda``: a :class:`TokenEDA`, ShapeCaps' synonyms by default).
+    ``augmentation`` names an entry of ``AUGMENTATIONS``, or gives one name per image view
+    (SLIP: a weak view for CLIP, two strong ones for SimCLR).
     """
 
     def __init__(self, dataset, tokenizer, batch_size, image_views=1, text_views=("caption",),
