@@ -140,6 +140,12 @@ def spec_name(method="clip", preset="smoke", seed=0, device=None, augmentation=N
     return run_name(method, _preset(preset, preset_overrides), seed, **options)
 
 
+def view_augmentations(objective, augmentation):
+    """One augmentation name per image view: the objective's own (SLIP's strong views), else ``augmentation``."""
+    own = getattr(objective, "view_augmentations", (None,) * objective.image_views)
+    return [name or augmentation for name in own]
+
+
 def make_trainer(dataset, tokenizer, method="clip", preset="smoke", tasks=None, seed=0, device=None,
                  augmentation="clip", model_overrides=None, objective_options=None, eda=None):
     """Model, objective, batches and Trainer for ``method`` on any captioned dataset (ShapeCaps,
@@ -148,9 +154,9 @@ def make_trainer(dataset, tokenizer, method="clip", preset="smoke", tasks=None, 
     config = model_config(preset.model, vocab_size=tokenizer.vocab_size, image_size=preset.image_size,
                           context_length=tokenizer.context_length, eot_id=tokenizer.eot_id, **(model_overrides or {}))
     objective = make_objective(method, config, tokenizer.vocab_size, **(objective_options or {}))
-    views = [v or augmentation for v in getattr(objective, "view_augmentations", [augmentation])]
     batches = PairBatches(dataset, tokenizer, min(preset.batch_size, len(dataset)), objective.image_views,
-                          objective.text_views, views, seed=seed, device=device, eda=eda)
+                          objective.text_views, view_augmentations(objective, augmentation), seed=seed,
+                          device=device, eda=eda)
     train_config = TrainConfig(steps=preset.steps, lr=preset.lr, warmup=preset.warmup, eval_every=preset.eval_every)
     evaluator = (lambda m: evaluate_tasks(m, tokenizer, tasks)) if tasks else None
     return Trainer(CLIPModel(config), objective, batches, train_config, evaluator=evaluator, device=device)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from declip_lite import experiments
+from declip_lite.models.clip import model_config
 from declip_lite.objectives import DeCLIP, DeFILIP, nt_xent, token_wise_logits
 from declip_lite.objectives.filip import select_tokens
 from declip_lite.text.augment import IGNORE
@@ -78,3 +79,10 @@ def test_benchmark_objectives_train_a_step(method):
     terms = run.trainer.train_step()
     assert terms["loss"].requires_grad and torch.isfinite(terms["loss"])
     assert {"slip": "simclr", "filip": "filip", "defilip": "filip"}[method] in terms
+
+
+@pytest.mark.parametrize("method, expected", [("clip", ["safe"]), ("declip", ["safe", "safe"]),
+                                              ("slip", ["safe", "moco", "moco"])])
+def test_every_image_view_gets_one_augmentation(method, expected):
+    objective = experiments.make_objective(method, model_config("rn-tiny", vocab_size=50), 50)
+    assert experiments.view_augmentations(objective, "safe") == expected
