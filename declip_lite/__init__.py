@@ -3,17 +3,27 @@ from .data.captioned import CaptionedImages, read_csv, read_folder, read_webdata
 from .data.loader import PairBatches, shapecaps_tokenizer
 from .data.shapecaps import TASKS, ShapeCaps, ZeroShotTask, make_task, make_tasks
 from .evaluate import evaluate_tasks, image_features, retrieval, text_features, zero_shot, zero_shot_classifier
-from .experiments import PRESETS, build, make_trainer, run_grid, train
 from .models.clip import CLIPModel, ModelConfig, model_config
 from .objectives import CLIP, DeCLIP
 from .text.tokenizer import BPETokenizer, WordTokenizer
 from .train import TrainConfig, Trainer, pick_device
 
 __version__ = "0.1.0"
+_FROM_EXPERIMENTS = ("PRESETS", "build", "make_trainer", "run_grid")
+
+
+def __getattr__(name):
+    """The experiment runner loads on first use, so ``python -m declip_lite.experiments`` runs it once."""
+    if name in _FROM_EXPERIMENTS:
+        from . import experiments
+        return getattr(experiments, name)
+    raise AttributeError(f"module 'declip_lite' has no attribute {name!r}")
+
+
 __all__ = [
     "BPETokenizer", "CLIP", "CLIPModel", "CaptionedImages", "DeCLIP", "ModelConfig", "PRESETS",
     "PairBatches", "ShapeCaps", "TASKS", "TrainConfig", "Trainer", "WordTokenizer", "ZeroShotTask",
     "build", "evaluate_tasks", "image_features", "make_task", "make_tasks", "make_trainer",
     "model_config", "pick_device", "read_csv", "read_folder", "read_webdataset", "retrieval",
-    "run_grid", "shapecaps_tokenizer", "text_features", "train", "zero_shot", "zero_shot_classifier",
+    "run_grid", "shapecaps_tokenizer", "text_features", "zero_shot", "zero_shot_classifier",
 ]

@@ -2,6 +2,8 @@
 zero-shot scoring, linear probes, real digits, run naming and caching, and the report maths."""
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -140,3 +142,10 @@ def test_step_seconds_times_the_steps_it_is_asked_to_even_with_a_preset_steps_ov
     monkeypatch.setattr(experiments.Trainer, "train_step", lambda self: calls.append(1))
     assert experiments.step_seconds("clip", "smoke", timed_steps=3, warmup_steps=2, device="cpu", **TINY) >= 0
     assert len(calls) == 5  # TINY's steps=2 is the run's length, not the timing's
+
+
+def test_the_cli_imports_its_module_once():
+    """``import declip_lite`` must not load ``experiments``, or ``python -m`` warns and runs it twice."""
+    command = [sys.executable, "-W", "error::RuntimeWarning", "-m", "declip_lite.experiments", "--help"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "--preset" in done.stdout, done.stderr
