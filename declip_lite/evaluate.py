@@ -78,33 +78,35 @@ def word_patch_similarity(model, filip, tokenizer, image, caption):
     return [tokenizer.words[i] for i in tokens[0, valid].tolist()], y @ x.T
 
 
-def zero_shot(model, tokenizer, task, templates=None, filip=None):
+def zero_shot(model, tokenizer, task, templates=None, filip=None, image_emb=None):
     """Zero-shot metrics of ``model`` on a :class:`ZeroShotTask`; ``templates`` overrides the task's.
-    With a ``filip`` head (a :class:`FILIP`), classes are scored token-wise instead of globally."""
+    With a ``filip`` head (a :class:`FILIP`), classes are scored token-wise instead of globally.
+    ``image_emb``: the task's image embeddings, when already computed."""
     templates = templates or task.templates
     if filip is None:
-        logits = image_features(model, task.images) @ zero_shot_classifier(model, tokenizer, task.classnames, templates).T
+        image_emb = image_features(model, task.images) if image_emb is None else image_emb
+        logits = image_emb @ zero_shot_classifier(model, tokenizer, task.classnames, templates).T
     else:
         logits = token_wise_scores(model, filip, tokenizer, task.images, task.classnames, templates)
     return {"task": task.name, "classnames": task.classnames, **classification_metrics(logits, task.labels, len(task.classnames))}
 
 
-def linear_probe(model, train_task, test_task, cs=(0.1, 1.0, 10.0, 100.0)):
-    """Top-1 of a logistic regression (scikit-learn) on frozen, normalised image features.
+def linear_probe(features, labels, test_features, test_labels, cs=(0.1, 1.0, 10.0, 100.0)):
+    """Top-1 of a logistic regression (scikit-learn) on frozen features, e.g. ``image_features``.
 
-    The inverse regularisation ``C`` is picked on a held-out fifth of ``train_task``, then the
-    probe is refitted on all of it and scored on ``test_task``."""
+    The inverse regularisation ``C`` is picked on a held-out fifth of the training features, then
+    the probe is refitted on all of them and scored on the test features."""
     from sklearn.linear_model import LogisticRegression
 
-    x, y = image_features(model, train_task.images).cpu().numpy(), train_task.labels.cpu().numpy()
-    x_test, y_test = image_features(model, test_task.images).cpu().numpy(), test_task.labels.cpu().numpy()
+    x, y = features.cpu().numpy(), labels.cpu().numpy()
+    x_test, y_test = test_features.cpu().numpy(), test_labels.cpu().numpy()
     cut = len(x) * 4 // 5
 
     def fit(c, features, labels):
         return LogisticRegression(C=c, max_iter=2000).fit(features, labels)
 
     best = max(cs, key=lambda c: fit(c, x[:cut], y[:cut]).score(x[cut:], y[cut:]))
-    return {"task": test_task.name, "top1": float(fit(best, x, y).score(x_test, y_test)), "C": best}
+    return {"top1": float(fit(best, x, y).score(x_test, y_test)), "C": best}
 
 
 def evaluate_tasks(model, tokenizer, tasks):

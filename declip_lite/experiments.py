@@ -23,7 +23,7 @@ from .data.external import sklearn_digits
 from .data.loader import PairBatches, shapecaps_tokenizer
 from .data.shapecaps import TASKS, ShapeCaps, make_task, make_tasks
 from .distributed import init_from_env, is_main
-from .evaluate import evaluate_tasks, linear_probe, save_json, zero_shot
+from .evaluate import evaluate_tasks, image_features, linear_probe, save_json, zero_shot
 from .filtering import keep_matched
 from .models.clip import CLIPModel, image_width, model_config
 from .objectives import CLIP, FILIP, SLIP, DeCLIP, DeFILIP
@@ -246,11 +246,15 @@ def analyse(run):
     ensemble, linear probes, transfer to real handwriting and, for FILIP heads, token-wise
     zero-shot."""
     model, tok, p, dev = run.model, run.tokenizer, run.preset, run.trainer.device
-    out = {"single_prompt": _with_mean({t: zero_shot(model, tok, task, task.templates[:1])["top1"]
+    emb = {t: image_features(model, task.images) for t, task in run.tasks.items()}  # each task encoded once
+
+    def probe(t, task):  # trained on a fresh draw of the task, tested on the zero-shot images
+        train = make_task(t, p.eval_n, run.seed + PROBE_SEED_OFFSET, p.image_size, dev)
+        return linear_probe(image_features(model, train.images), train.labels, emb[t], task.labels)["top1"]
+
+    out = {"single_prompt": _with_mean({t: zero_shot(model, tok, task, task.templates[:1], image_emb=emb[t])["top1"]
                                         for t, task in run.tasks.items()}),
-           "linear_probe": _with_mean({t: linear_probe(model, make_task(t, p.eval_n, run.seed + PROBE_SEED_OFFSET,
-                                                                        p.image_size, dev), task)["top1"]
-                                       for t, task in run.tasks.items()}),
+           "linear_probe": _with_mean({t: probe(t, task) for t, task in run.tasks.items()}),
            "transfer": {"sklearn_digits": zero_shot(model, tok, sklearn_digits(p.image_size, dev, p.eval_n))["top1"]}}
     filip = getattr(run.objective, "filip", run.objective if run.method == "filip" else None)
     if filip is not None:
