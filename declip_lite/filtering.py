@@ -21,9 +21,17 @@ def pair_scores(model, tokenizer, dataset, batch_size=1024):
     return (images * texts).sum(1), (images * texts.roll(1, 0)).sum(1)
 
 
+def separation(clean_scores, noisy_scores):
+    """The chance that a clean pair outscores a noisy one (ROC AUC): 1 sorts them perfectly, 0.5 is blind."""
+    wins = (clean_scores[:, None] > noisy_scores[None, :]).float().mean()
+    ties = (clean_scores[:, None] == noisy_scores[None, :]).float().mean()
+    return (wins + ties / 2).item()
+
+
 def keep_matched(model, tokenizer, dataset, quantile=0.9):
     """Indices of the pairs ``model`` scores above the ``quantile`` of mismatched pairs, and a
-    report (kept share; with a dataset that knows its noise, the noise share before and after)."""
+    report (kept share; with a dataset that knows its noise, the noise share before and after
+    and how well the scores separate clean pairs from noisy ones)."""
     if not 0 < quantile < 1:
         raise ValueError(f"keep_matched: quantile={quantile!r} must be in (0, 1)")
     own, mismatched = pair_scores(model, tokenizer, dataset)
@@ -33,4 +41,6 @@ def keep_matched(model, tokenizer, dataset, quantile=0.9):
     if hasattr(dataset, "noisy") and len(keep):
         noisy = dataset.noisy(torch.arange(len(dataset))).cpu()
         report.update(noise_before=noisy.float().mean().item(), noise_after=noisy[keep].float().mean().item())
+        if 0 < noisy.sum() < len(noisy):
+            report["separation"] = separation(own.cpu()[~noisy], own.cpu()[noisy])
     return keep, report

@@ -46,3 +46,8 @@ def recovered(clean, noisy, filtered):
     """Share of the accuracy that noise cost which filtering won back."""
     lost = clean - noisy
     return (filtered - noisy) / lost if abs(lost) > 1e-9 else float("nan")
+
+
+def verdict(delta, noise):
+    """"helps", "hurts" or "neutral": whether a change in accuracy clears ``noise`` (e.g. the seed std)."""
+    return "helps" if delta > noise else "hurts" if delta < -noise else "neutral"

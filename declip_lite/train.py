@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from .distributed import is_main, max_over_ranks, world
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: the tokenizer is saved, and checked on load
 
 
 def pick_device(device=None):
@@ -194,7 +194,12 @@ class Trainer:
                 "model_config": asdict(self.model.config), "objective": self.objective.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "train_config": asdict(self.config), "history": self.history, "evals": self.evals,
+                "tokenizer": self._tokenizer_state(),
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}}
+
+    def _tokenizer_state(self):
+        tokenizer = getattr(self.batches, "tokenizer", None)
+        return tokenizer.state_dict() if tokenizer is not None else None
 
     def save(self, path):
         """Write atomically: a crash mid-write never leaves a half checkpoint at ``path``. Rank 0 only."""
@@ -217,6 +222,8 @@ class Trainer:
                                f"expected {CHECKPOINT_VERSION}")
         if state["model_config"] != asdict(self.model.config):
             raise ValueError(f"Trainer.load: {path!r} was saved from a different model config")
+        if state["tokenizer"] != self._tokenizer_state():  # same size, other word ids: silently wrong text
+            raise ValueError(f"Trainer.load: {path!r} was trained with a different tokenizer vocabulary")
         self.model.load_state_dict(state["model"])
         self.objective.load_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -182,11 +182,13 @@ def embedding_maps(points, labels, classnames, titles, suptitle=None):
     return fig
 
 
-def word_patch_maps(image, words, similarity):
+def word_patch_maps(image, words, similarity, title=None):
     """The image, then one heat map per word: its cosine to every patch ((T, N), N a square grid)."""
     sim = _np(similarity)
     side = int(round(sim.shape[1] ** 0.5))
-    fig, axes = plt.subplots(1, len(words) + 1, figsize=(1.9 * (len(words) + 1), 2.3))
+    fig, axes = plt.subplots(1, len(words) + 1, figsize=(1.9 * (len(words) + 1), 2.3), layout="constrained")
+    if title:
+        fig.suptitle(title, fontsize=9)
     axes[0].imshow(_np(image).transpose(1, 2, 0).clip(0, 1))
     axes[0].set_title("image", fontsize=8)
     for ax, word, row in zip(axes[1:], words, sim):
@@ -194,5 +196,4 @@ def word_patch_maps(image, words, similarity):
         ax.set_title(word, fontsize=8)
     for ax in axes:
         ax.axis("off")
-    fig.tight_layout()
     return fig

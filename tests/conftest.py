@@ -15,3 +15,11 @@ def _threads():
 @pytest.fixture(scope="session")
 def tokenizer():
     return shapecaps_tokenizer()
+
+
+def pytest_collection_modifyitems(items):
+    """Notebooks first, the later (heavier) ones first: parallel workers then finish together."""
+    def order(item):
+        notebook = item.callspec.params.get("notebook") if hasattr(item, "callspec") else None
+        return (0, -int(notebook.stem[:2])) if notebook is not None else (1, 0)
+    items.sort(key=order)

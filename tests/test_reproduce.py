@@ -14,7 +14,7 @@ from declip_lite.data.external import sklearn_digits
 from declip_lite.data.loader import PairBatches
 from declip_lite.data.shapecaps import ShapeCaps
 from declip_lite.evaluate import linear_probe, token_wise_scores, word_patch_similarity
-from declip_lite.filtering import keep_matched
+from declip_lite.filtering import keep_matched, separation
 from declip_lite.models.clip import CLIPModel, model_config
 from declip_lite.objectives import FILIP
 
@@ -45,8 +45,16 @@ def test_an_uninformed_scorer_keeps_about_one_minus_the_quantile(tokenizer):
     keep, rep = keep_matched(model, tokenizer, data, quantile=0.8)
     assert 0.1 < rep["kept"] < 0.3 and len(keep) == round(rep["kept"] * 600)
     assert math.isclose(rep["noise_before"], data.noisy(range(600)).float().mean().item())
+    assert 0.4 < rep["separation"] < 0.6  # blind
     with pytest.raises(ValueError, match="quantile"):
         keep_matched(model, tokenizer, data, quantile=1.0)
+
+
+def test_separation_is_the_share_of_clean_noisy_pairs_in_order():
+    clean, noisy = torch.tensor([0.9, 0.5, 0.2]), torch.tensor([0.4, 0.5])
+    # of the 6 (clean, noisy) pairs, 0.9 wins twice, 0.5 once and ties once (a half), 0.2 never
+    assert separation(clean, noisy) == pytest.approx((3 + 0.5) / 6)
+    assert separation(clean + 1, noisy) == 1.0 and separation(noisy, noisy + 1) == 0.0
 
 
 def test_token_wise_zero_shot_equals_a_loop(tokenizer):
@@ -110,6 +118,7 @@ def test_report_maths_by_hand():
     assert report.pairs_to_reach([100, 1000], [0.2, 0.4], 0.5) is None
     assert report.at_equal_time([10, 20], [0.5, 0.7], 15) == pytest.approx(0.6)
     assert report.recovered(clean=0.8, noisy=0.4, filtered=0.7) == pytest.approx(0.75)
+    assert [report.verdict(d, 0.01) for d in (0.02, -0.02, 0.005, -0.01)] == ["helps", "hurts", "neutral", "neutral"]
 
 
 def test_every_grid_is_well_formed_at_every_scale():
@@ -133,3 +142,4 @@ def test_the_cli_imports_its_module_once():
     command = [sys.executable, "-W", "error::RuntimeWarning", "-m", "declip_lite.experiments", "--help"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "--preset" in done.stdout, done.stderr
+

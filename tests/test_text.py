@@ -48,3 +48,15 @@ def test_eda_ops(tokenizer):
         assert all(w in kept for w in d.replace("scarlet", "red").split() if w in facts)
     assert any(len(d.split()) < 8 for d in decoded)  # deletions happened
     assert (out[:, 0] == tokenizer.sot_id).all() and ((out == tokenizer.eot_id).sum(1) == 1).all()
+
+
+def test_the_vocabulary_is_the_same_in_every_process():
+    """Word ids must not depend on string hashing, or a checkpoint means other words elsewhere."""
+    import os
+    import subprocess
+    import sys
+
+    script = "from declip_lite.data.loader import shapecaps_tokenizer; print(shapecaps_tokenizer().words)"
+    vocabularies = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                                   env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")}
+    assert len(vocabularies) == 1

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from declip_lite import experiments
+from declip_lite.text.tokenizer import WordTokenizer
 from declip_lite.train import parameter_groups, warmup_cosine
 
 
@@ -70,6 +71,16 @@ def test_load_names_the_bad_file(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(RuntimeError, match="broken.pt"):
         tiny_run().trainer.load(str(bad))
+
+
+def test_a_checkpoint_from_another_vocabulary_is_refused(tmp_path):
+    path = str(tmp_path / "run.pt")
+    tiny_run(steps=1).trainer.save(path)
+    other = tiny_run(steps=1)
+    words = other.trainer.batches.tokenizer.state_dict()["words"]
+    other.trainer.batches.tokenizer = WordTokenizer(words[::-1])  # same size, other ids
+    with pytest.raises(ValueError, match="run.pt.*vocabulary"):
+        other.trainer.load(path)
 
 
 def test_nan_loss_stops_with_a_clear_message():

@@ -24,9 +24,11 @@ class WordTokenizer:
 
     @classmethod
     def from_corpus(cls, texts, context_length=32, min_count=1):
-        """A vocabulary of every word seen at least ``min_count`` times, most frequent first."""
+        """A vocabulary of every word seen at least ``min_count`` times, most frequent first, ties
+        in alphabetical order: the same ids in every process, whatever order ``texts`` came in."""
         counts = Counter(w for t in texts for w in cls.split(t))
-        return cls([w for w, c in counts.most_common() if c >= min_count], context_length)
+        ranked = sorted(counts.items(), key=lambda wc: (-wc[1], wc[0]))
+        return cls([w for w, c in ranked if c >= min_count], context_length)
 
     @staticmethod
     def split(text):
