@@ -37,6 +37,15 @@ def init_from_env():
     return torch.device("cpu")
 
 
+def from_main(obj):
+    """Rank 0's ``obj`` (any picklable value) on every rank; the identity with one process."""
+    if world()[1] == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 class _GatherWithGrad(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):

@@ -22,7 +22,7 @@ from .data.captioned import CaptionedImages, read_csv
 from .data.external import sklearn_digits
 from .data.loader import PairBatches, shapecaps_tokenizer
 from .data.shapecaps import TASKS, ShapeCaps, make_task, make_tasks
-from .distributed import init_from_env, is_main
+from .distributed import from_main, init_from_env, is_main
 from .evaluate import evaluate_tasks, image_features, linear_probe, save_json, zero_shot
 from .filtering import keep_matched
 from .models.clip import CLIPModel, image_width, model_config
@@ -347,20 +347,31 @@ def train_csv(csv, method="clip", preset="gpu", seed=0, runs_dir="data/runs", de
               context_length=32, **preset_overrides):
     """Train ``method`` on an open_clip-style CSV of image files, with a BPE tokenizer trained on
     its captions; resumable from ``runs_dir``. Under torchrun every rank loads the CSV and trains
-    on its share of each batch; rank 0 writes the checkpoint."""
+    on its share of each batch; rank 0 writes the checkpoint.
+
+    BPE training is not deterministic (ties between merges), so rank 0 trains the tokenizer once,
+    saves it beside the checkpoint, and every rank and every resume uses that file."""
     preset = _preset(preset, preset_overrides)
     seed_everything(seed)
     data = CaptionedImages(read_csv(csv, image_key, caption_key, sep), preset.image_size, on_error, max_skip_rate,
                            device, progress=is_main())
-    tokenizer = BPETokenizer.train(data.captions(range(len(data))), vocab_size, context_length)
-    trainer = make_trainer(data, tokenizer, method, preset, seed=seed, device=device, eda=TokenEDA(tokenizer))
     path = os.path.join(runs_dir, f"{os.path.splitext(os.path.basename(csv))[0]}-{method}-s{seed}")
+    state = None
+    if is_main():
+        if os.path.exists(path + ".tokenizer.json"):
+            with open(path + ".tokenizer.json") as f:
+                state = json.load(f)
+        else:
+            state = BPETokenizer.train(data.captions(range(len(data))), vocab_size, context_length).state_dict()
+            save_json(state, path + ".tokenizer.json")
+    tokenizer = BPETokenizer.from_state_dict(from_main(state))
+    trainer = make_trainer(data, tokenizer, method, preset, seed=seed, device=device, eda=TokenEDA(tokenizer))
     if os.path.exists(path + ".pt"):
         trainer.load(path + ".pt")
     trainer.fit(checkpoint=path + ".pt", progress=is_main())
     if is_main():
         save_json({"csv": csv, "load_report": data.report, "truncated_captions": data.truncated(tokenizer),
-                   "tokenizer": tokenizer.state_dict(), "history": trainer.history}, path + ".json")
+                   "tokenizer": path + ".tokenizer.json", "history": trainer.history}, path + ".json")
         print(f"{len(data)} pairs ({data.report['skipped']} bad rows skipped); checkpoint {path}.pt")
     return trainer
 

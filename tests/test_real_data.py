@@ -145,6 +145,18 @@ def test_image_folder_and_torchvision_benchmarks(tmp_path, tokenizer):
         torchvision_task("mnist", str(tmp_path))
 
 
+def test_a_csv_run_resumes_with_the_tokenizer_it_started_with(tmp_path):
+    """BPE training is not deterministic, so a resume must not train a new one."""
+    names = [_png(str(tmp_path / f"{i}.png"), "RGB", (24, 24)) for i in range(8)]
+    csv = _csv(tmp_path, [(n, CAPTIONS[i % 4]) for i, n in enumerate(names)])
+    kw = dict(method="clip", preset="smoke", runs_dir=str(tmp_path / "runs"), device="cpu", vocab_size=60,
+              context_length=16, batch_size=4, eval_n=8)
+    first = experiments.train_csv(csv, steps=1, **kw)
+    resumed = experiments.train_csv(csv, steps=2, **kw)
+    assert resumed.step == 2 and resumed.history[0] == first.history[0]
+    assert resumed.batches.tokenizer.state_dict() == first.batches.tokenizer.state_dict()
+
+
 def test_training_on_a_csv_of_real_files(tmp_path):
     names = [_png(str(tmp_path / f"{i}.png"), "RGB", (24, 24)) for i in range(8)]
     data = CaptionedImages(read_csv(_csv(tmp_path, [(n, CAPTIONS[i % 4]) for i, n in enumerate(names)])), 32)
