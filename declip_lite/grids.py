@@ -27,7 +27,7 @@ class Scale:
 SCALES = {
     "smoke": Scale("smoke", (0,), (256, 512), 512, dict(batch_size=32, steps=6, eval_n=64, warmup=1),
                    benchmark_seeds=(0,), curve_seeds=(0,), noise_levels=(0.5,), text_depths=(1, 2)),
-    "cpu": Scale("cpu", (0, 1), (400, 800, 1600), 800, dict(batch_size=64, steps=500, warmup=50, eval_n=500,
+    "cpu": Scale("cpu", (0, 1, 2), (400, 800, 1600), 800, dict(batch_size=64, steps=500, warmup=50, eval_n=500,
                                                             eval_every=0),
                  benchmark_seeds=(0,), curve_seeds=(0,), noise_levels=(0.25, 0.5), text_depths=(1, 2, 4)),
     "gpu": Scale("gpu", (0, 1, 2), (500, 1000, 2000, 4000, 8000, 16000), 2000,
