@@ -21,7 +21,7 @@ run: setup  ## execute notebooks/*.ipynb in order into runs/ (SMOKE=1 for the qu
 	$(BIN)/python notebooks/run.py --out runs $(if $(SMOKE),--smoke,)
 
 test: setup
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n auto  # a 1-thread worker per core
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n auto --dist worksteal  # a 1-thread worker per core; idle workers take queued tests from busy ones
 
 lab: setup
 	$(BIN)/python -m pip install -q jupyterlab

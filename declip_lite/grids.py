@@ -1,8 +1,9 @@
 """The experiment grids of notebooks 07 (the DeCLIP reproduction) and 08 (the CLIP-benchmark).
 
 A grid is a list of run specs (``experiments.train`` arguments) at one of three scales: "smoke"
-(CI, seconds a run, numbers meaningless), "cpu" (fewer points and seeds; each notebook's grids
-in about 35 min on 2 cores) and "gpu" (the full grids, 3 seeds, on one H100). Every scale
+(CI, seconds a run, numbers meaningless), "cpu" (fewer points and seeds; 17 runs for notebook 07
+and 24 for 08, about 50 and 60 minutes on 2 cores with ``--jobs 2``) and "gpu" (the full grids,
+3 seeds, on one H100). Every scale
 trains in the data-starved regime where extra supervision pays: ``small`` pairs for many
 epochs (77 at gpu scale, 40 at cpu scale).
 """

@@ -18,7 +18,8 @@ def tokenizer():
 
 
 def pytest_collection_modifyitems(items):
-    """Notebooks first, the later (heavier) ones first: parallel workers then finish together."""
+    """Notebooks first, the later (heavier) ones first. With ``--dist worksteal`` (make test) an idle
+    worker takes queued tests from a busy one, so the workers finish together."""
     def order(item):
         notebook = item.callspec.params.get("notebook") if hasattr(item, "callspec") else None
         return (0, -int(notebook.stem[:2])) if notebook is not None else (1, 0)
