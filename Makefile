@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-export MPLBACKEND := Agg
+CHROMIUM ?= /usr/bin/chromium
+# No MPLBACKEND here: set, it reaches every kernel and ipykernel then skips its inline backend,
+# so notebooks draw no figures in JupyterLab (and none in the executed copies).
 
-.PHONY: setup run test lab bench clean
+.PHONY: setup browser run test lab bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,15 +19,20 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+browser:  ## Debian's chromium for the JupyterLab browser test: installed where apt-get may run (root)
+	@test -x $(CHROMIUM) || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "chromium is not installed and apt-get cannot run here: the browser test will be skipped"; }
+
 run: setup  ## execute notebooks/*.ipynb in order into runs/ (SMOKE=1 for the quick presets)
 	$(BIN)/python notebooks/run.py --out runs $(if $(SMOKE),--smoke,)
 
-test: setup
+test: setup browser
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n auto --dist worksteal  # a 1-thread worker per core; idle workers take queued tests from busy ones
 
-lab: setup
-	$(BIN)/python -m pip install -q jupyterlab
-	$(BIN)/jupyter lab notebooks/
+lab: setup  ## JupyterLab on the repository (README, data, results reachable), opened at notebooks/
+	env -u MPLBACKEND $(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" \
+	  --LabApp.default_url=/lab/tree/notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 bench: setup
 	$(BIN)/python bench/bench.py

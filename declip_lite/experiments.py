@@ -111,6 +111,17 @@ def run_name(method, preset, seed, **options):
     return f"{method}-s{seed}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
 
+def run_label(run):
+    """A short readable name for progress bars: the method, then whatever differs from the defaults."""
+    o = run.options or {}
+    parts = [run.method, f"s{run.seed}"]
+    parts += [f"{k}={v}" for k, v in sorted((o.get("objective") or {}).items())]
+    parts += [o["augmentation"]] if o.get("augmentation", "clip") != "clip" else []
+    parts += [f"noise={tuple(o['noise'])}"] if any(o.get("noise", ())) else []
+    parts += ["filtered"] if "filter" in o else []
+    return " ".join(parts)
+
+
 def _preset(preset, overrides):
     if isinstance(preset, str):
         if preset not in PRESETS:
@@ -221,7 +232,7 @@ def fit(run, runs_dir="data/runs", progress=True):
         run.trainer.load(path + ".pt")
     if run.trainer.step < run.preset.steps:
         start = time.perf_counter()
-        run.trainer.fit(checkpoint=path and path + ".pt", progress=progress)
+        run.trainer.fit(checkpoint=path and path + ".pt", progress=progress, label=run_label(run))
         run.seconds = time.perf_counter() - start
         run.record = result(run)
         if path and is_main():

@@ -6,6 +6,8 @@ import json
 import math
 import os
 import random
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass
 
@@ -90,6 +92,29 @@ class TrainStep(torch.nn.Module):
         return self.objective(encode(self.model, batch))
 
 
+class StepBoundaryInterrupt:
+    """Ctrl-C (SIGINT) during ``fit`` asks to stop after the current step, so the saved state is a
+    whole step's; a second Ctrl-C interrupts at once. Only in the main thread of a single process:
+    under torchrun every rank must stop at the same step, so the default handler stays."""
+
+    def __init__(self):
+        self.requested, self._previous = False, None
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread() and world()[1] == 1:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 class Trainer:
     """Trains ``model`` with ``objective`` on ``batches`` (a :class:`PairBatches`).
 
@@ -165,28 +190,46 @@ class Trainer:
         self.evals.append(result)
         return result
 
-    def fit(self, steps=None, checkpoint=None, progress=True):
-        """Train until ``steps`` (default config.steps) have been taken in total, then evaluate."""
+    def fit(self, steps=None, checkpoint=None, progress=True, label=None):
+        """Train until ``steps`` (default config.steps) have been taken in total, then evaluate.
+
+        ``label`` names the progress bar (default: the objective's class). Ctrl-C stops after the
+        current step, writes ``checkpoint`` and raises ``KeyboardInterrupt``; calling ``fit``
+        again (or re-running the cell) resumes there."""
         c, total = self.config, steps or self.config.steps
         bar = tqdm(total=total, initial=self.step, disable=not (progress and is_main()),
-                   desc=type(self.objective).__name__)
+                   desc=label or type(self.objective).__name__, dynamic_ncols=True)
         self._tick = time.perf_counter()
-        while self.step < total:
-            self.train_step()
-            bar.update(1)
-            if self.step % c.flush_every == 0 or self.step == total:
-                last = self._flush()
-                bar.set_postfix({k: f"{v:.3g}" for k, v in last.items() if k not in ("step", "lr")})
-            if c.eval_every and self.step % c.eval_every == 0 and self.step < total:
-                self.evaluate()
-                self._tick = time.perf_counter()  # evaluation time is not training time
-            if checkpoint and c.checkpoint_every and self.step % c.checkpoint_every == 0:
-                self.save(checkpoint)
+        with StepBoundaryInterrupt() as interrupt:
+            while self.step < total and not interrupt.requested:
+                self.train_step()
+                bar.update(1)
+                if self.step % c.flush_every == 0 or self.step == total:
+                    last = self._flush()
+                    bar.set_postfix_str(f"loss {last['loss']:.3g}, {last['pairs_per_s']:.0f} pairs/s")
+                if c.eval_every and self.step % c.eval_every == 0 and self.step < total:
+                    self.evaluate()
+                    self._tick = time.perf_counter()  # evaluation time is not training time
+                if checkpoint and c.checkpoint_every and self.step % c.checkpoint_every == 0:
+                    self.save(checkpoint)
         bar.close()
+        if interrupt.requested:
+            self._stop_interrupted(checkpoint, total)
         result = self.evaluate()
         if checkpoint:
             self.save(checkpoint)
         return result
+
+    def _stop_interrupted(self, checkpoint, total):
+        if checkpoint:
+            self.save(checkpoint)
+            where = f"saved to {checkpoint}; run the cell again to resume from it"
+        else:
+            self._flush()
+            where = "kept in memory (no checkpoint path); call fit() again to resume"
+        message = f"Interrupted at step {self.step} of {total}: the state is {where}."
+        print(message, flush=True)
+        raise KeyboardInterrupt(message) from None
 
     # ----- checkpoints -------------------------------------------------------------------
     def state_dict(self):

@@ -19,15 +19,15 @@ def _wrap(text, width=28):
 
 
 def show_pairs(images, captions, ncols=8, title=None):
-    """A grid of images with their (wrapped) captions as titles."""
+    """A grid of images with their (wrapped) captions as titles, readable at notebook width."""
     n = len(images)
     nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2 * ncols, 2.4 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2 * ncols, 3.1 * nrows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, cap in zip(axes.flat, images, captions):
         ax.imshow(_np(img).transpose(1, 2, 0).clip(0, 1))
-        ax.set_title(_wrap(cap), fontsize=7)
+        ax.set_title(_wrap(cap, 20), fontsize=11, loc="left")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -64,6 +64,19 @@ def loss_curves(history, keys, window=10, ax=None, title=None):
             ax.plot(steps[: len(vals)][window - 1:] if len(vals) >= window else steps[: len(vals)], smooth(vals, window), label=k)
     ax.set(xlabel="step", title=title)
     ax.legend(fontsize=8)
+    return fig
+
+
+def logit_scale_curve(history, clamp, ax=None):
+    """The learned scale s = exp(logit_scale) per step, on a log axis, with the clamp's bounds."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3.5))
+    low, high = np.exp(clamp[0]), np.exp(clamp[1])
+    ax.axhspan(low, high, color="0.93", zorder=0, label=f"clamp [e^{clamp[0]:g}, e^{clamp[1]:g}]")
+    ax.plot([h["step"] for h in history], [h["logit_scale"] for h in history], lw=2.5, color="tab:red",
+            zorder=3, label="learned s")
+    ax.set_yscale("log")
+    ax.set(xlabel="step", ylabel="s = exp(logit_scale)", ylim=(low / 1.6, high * 1.6), title="learned scale")
+    ax.legend(fontsize=8, loc="lower right")
     return fig
 
 
@@ -135,7 +148,10 @@ def neighbour_bars(query, neighbours, similarities):
     y = np.arange(len(neighbours))[::-1]
     ax.barh(y, similarities, color="tab:blue")
     ax.set_yticks(y, [_wrap(n, 50) for n in neighbours], fontsize=8)
-    ax.set(xlim=(min(0, min(similarities)), 1), xlabel="cosine similarity", title=_wrap(f"query: {query}", 70))
+    low, high = min(similarities), max(similarities)
+    pad = max(0.05 * (high - low), 0.005)
+    ax.set(xlim=(low - 4 * pad, min(1.0, high + pad)), xlabel="cosine similarity (axis zoomed to the values)",
+           title=_wrap(f"query: {query}", 70))
     fig.tight_layout()
     return fig
 

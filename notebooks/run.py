@@ -1,10 +1,19 @@
-"""Execute every numbered notebook in order with papermill (used by `make run` and the tests)."""
+"""Execute every numbered notebook in order with papermill (used by `make run` and the tests).
+
+`--record results/notebook_costs.json` also writes each notebook's measured wall time (with the
+machine, commit and command); `--write-costs` puts those times into each notebook's first cell.
+"""
 import argparse
+import json
 import pathlib
+import platform
+import subprocess
 import sys
 import time
 
 NOTEBOOKS = pathlib.Path(__file__).resolve().parent
+COSTS = NOTEBOOKS.parent / "results" / "notebook_costs.json"
+COST_MARK = "**What it costs.**"
 
 
 def notebooks():
@@ -22,17 +31,63 @@ def execute(path, out_dir, parameters, timeout=None):
     return out
 
 
+def minutes(seconds):
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def cost_paragraph(costs, name):
+    """The first cell's cost line for notebook ``name``, from the measured times in ``costs``."""
+    smoke = costs["smoke_seconds"].get(name)
+    full = costs["full_seconds"].get(name)
+    smoke_text = f"{minutes(smoke)} on {costs['hardware']}" if smoke is not None else "not measured"
+    full_text = (f"{minutes(full['seconds'])} on {full['hardware']} ({full['source']})" if full
+                 else "not measured as one run on a CPU")
+    return (f"{COST_MARK} Smoke mode (`SMOKE = True`): {smoke_text}. Full mode (`SMOKE = False`, the default): "
+            f"{full_text}; on a GPU: {costs['gpu']}. Switch in the parameters cell below, or run "
+            f"`papermill -p SMOKE True`; `make run SMOKE=1` runs every notebook in smoke mode. "
+            f"Times: `results/notebook_costs.json`.")
+
+
+def write_costs(costs):
+    """Replace (or append) the cost paragraph of every notebook's first markdown cell."""
+    for path in notebooks():
+        nb = json.loads(path.read_text())
+        cell = nb["cells"][0]
+        text = "".join(cell["source"]).split(f"\n\n{COST_MARK}")[0]
+        lines = f"{text}\n\n{cost_paragraph(costs, path.stem)}".split("\n")
+        cell["source"] = [line + "\n" for line in lines[:-1]] + lines[-1:]
+        path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
+def record(seconds, path):
+    """Merge measured smoke times into ``path`` with the machine, commit and command that measured them."""
+    costs = json.loads(path.read_text()) if path.exists() else {"full_seconds": {}, "gpu": "not measured yet"}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    costs.update(smoke_seconds={k: round(v, 1) for k, v in seconds.items()}, commit=commit,
+                 hardware=f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores",
+                 command="python " + " ".join(sys.argv))
+    path.write_text(json.dumps(costs, indent=1) + "\n")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="runs")
     parser.add_argument("--smoke", action="store_true", help="quick presets (what the tests run)")
+    parser.add_argument("--record", type=pathlib.Path, help="write each notebook's wall time into this JSON")
+    parser.add_argument("--write-costs", action="store_true", help=f"only write {COSTS.name} into the notebooks")
     args = parser.parse_args()
+    if args.write_costs:
+        return write_costs(json.loads(COSTS.read_text()))
     out = pathlib.Path(args.out).resolve()
+    seconds = {}
     for nb in notebooks():
         start = time.perf_counter()
         print(f"running {nb.name} ...", flush=True)
         execute(nb, out, {"SMOKE": args.smoke})
-        print(f"  done in {time.perf_counter() - start:.0f} s -> {out / nb.name}", flush=True)
+        seconds[nb.stem] = time.perf_counter() - start
+        print(f"  done in {seconds[nb.stem]:.0f} s -> {out / nb.name}", flush=True)
+    if args.record:
+        record(seconds, args.record)
     print(f"\nExecuted notebooks: {out}/\nFigures: {out}/figures/\nRun results (JSON, checkpoints): "
           f"{NOTEBOOKS.parent / 'data' / 'runs'}/")
 

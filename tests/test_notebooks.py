@@ -1,9 +1,15 @@
-"""Every numbered notebook, executed by papermill in smoke mode. The executed copy (failing or not)
-stays in runs/tests/ for inspection."""
+"""Every numbered notebook, executed by papermill in smoke mode (the executed copy, failing or not,
+stays in runs/tests/), and the helpers the notebooks call: parameter checks and widgets."""
 import importlib.util
 import pathlib
 
+import matplotlib.pyplot as plt
 import pytest
+import torch
+
+from declip_lite import notebook
+from declip_lite.notebook import ParameterError
+from declip_lite.widgets import temperature_widget
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "notebooks" / "run.py")
@@ -17,3 +23,37 @@ def test_notebook_runs_in_smoke_mode(notebook, tmp_path):
     params = {"SMOKE": True, "SEED": 0, "DEVICE": "cpu", "RUNS_DIR": str(tmp_path / "runs"),
               "FIG_DIR": str(tmp_path / "figures")}
     run_notebooks.execute(notebook, ROOT / "runs" / "tests", params, timeout=600)
+
+
+@pytest.mark.parametrize("parameters, named", [
+    ({"SMOKE": "false"}, "SMOKE"),  # papermill -p SMOKE false: a string, which Python reads as true
+    ({"SMOKE": 1}, "SMOKE"),
+    ({"SEED": "x"}, "SEED"),
+    ({"SEED": True}, "SEED"),
+    ({"SEED": -1}, "SEED"),
+    ({"DEVICE": "gpu"}, "DEVICE"),
+    ({"DEVICE": "cuda:0" if not torch.cuda.is_available() else "tpu"}, "DEVICE"),
+    ({"JOBS": 0}, "JOBS"),
+])
+def test_a_bad_notebook_parameter_is_named(parameters, named):
+    with pytest.raises(ParameterError, match=f"parameter {named}"):
+        notebook.setup(**{"SMOKE": True, "SEED": 0, "DEVICE": "cpu", **parameters})
+
+
+def test_good_notebook_parameters_give_the_device_and_the_figure_folder(tmp_path):
+    assert notebook.setup(tmp_path / "figs", SMOKE=False, SEED=3, DEVICE="cpu", JOBS=2) == torch.device("cpu")
+    assert (tmp_path / "figs").is_dir()
+
+
+def test_a_widget_redraws_on_every_move_and_leaves_no_figure_open():
+    plt.close("all")
+    similarities = torch.randn(3, 5)
+    widget, callback = temperature_widget(similarities)
+    slider, picture = widget.children
+    seen = {picture.value}
+    for temperature in torch.logspace(-2, 0, 25).tolist():
+        slider.value = temperature
+        seen.add(picture.value)
+    assert len(seen) >= 20  # a new picture for (almost) every position
+    assert plt.get_fignums() == []  # more than 20 open figures would make matplotlib warn in the widget
+    assert "description_width" in slider.style.keys and slider.style.description_width == "initial"

@@ -1,11 +1,12 @@
 import os
+import signal
 
 import pytest
 import torch
 
 from declip_lite import experiments
 from declip_lite.text.tokenizer import WordTokenizer
-from declip_lite.train import parameter_groups, warmup_cosine
+from declip_lite.train import StepBoundaryInterrupt, parameter_groups, warmup_cosine
 
 
 def tiny_run(method="clip", steps=6, **kw):
@@ -111,3 +112,51 @@ def test_unknown_preset_and_method_are_named():
         experiments.build("clip", "huge")
     with pytest.raises(ValueError, match="clop"):
         experiments.build("clop", "smoke", pairs=64, batch_size=16, eval_n=8)
+
+
+class InterruptAt:
+    """Batches that send this process a Ctrl-C (SIGINT) while step ``at`` is being built."""
+
+    def __init__(self, batches, at):
+        self.batches, self.at = batches, at
+
+    def __getattr__(self, name):
+        return getattr(self.batches, name)
+
+    def batch(self, step):
+        if step == self.at:
+            signal.raise_signal(signal.SIGINT)
+        return self.batches.batch(step)
+
+
+def test_ctrl_c_saves_the_current_step_and_a_rerun_resumes_to_the_same_weights(tmp_path, capsys):
+    straight = tiny_run(steps=6)
+    straight.trainer.fit(progress=False)
+
+    path = str(tmp_path / "run.pt")
+    run = tiny_run(steps=6)
+    run.trainer.batches = InterruptAt(run.trainer.batches, at=3)
+    with pytest.raises(KeyboardInterrupt, match="step 4 of 6"):
+        run.trainer.fit(checkpoint=path, progress=False)
+    assert f"saved to {path}" in capsys.readouterr().out
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    resumed = tiny_run(steps=6)
+    resumed.trainer.load(path)
+    assert resumed.trainer.step == 4 and len(resumed.trainer.history) == 4
+    resumed.trainer.fit(progress=False)
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_a_second_ctrl_c_interrupts_at_once():
+    with StepBoundaryInterrupt() as interrupt:
+        signal.raise_signal(signal.SIGINT)
+        assert interrupt.requested
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+
+
+def test_the_progress_bar_names_the_run_and_its_options():
+    runs = [tiny_run("clip+nns", objective_options={"exclude_self": ex}) for ex in (False, True)]
+    labels = [experiments.run_label(r) for r in runs]
+    assert labels == ["clip+nns s0 exclude_self=False", "clip+nns s0 exclude_self=True"]

@@ -1,0 +1,56 @@
+"""What every notebook's setup cell calls: its parameters checked in one place, the device picked.
+
+Papermill hands parameters over as typed by whoever ran it (``-p SMOKE false`` is the string
+"false", which Python reads as true), so each one is checked here and a wrong one stops the
+notebook with a message that names it, before any training starts.
+"""
+import os
+
+import torch
+
+from .train import pick_device
+
+
+class ParameterError(ValueError):
+    """A notebook parameter of the wrong type or value; the message names the parameter."""
+
+
+def _flag(name, value):
+    if not isinstance(value, bool):
+        hint = f"the string {value!r}" if isinstance(value, str) else f"{value!r} ({type(value).__name__})"
+        raise ParameterError(f"parameter {name} must be True or False, got {hint} "
+                             f"(papermill: -p {name} True / -p {name} False, capitalised)")
+    return value
+
+
+def _count(name, value, minimum=0):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ParameterError(f"parameter {name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _device(name, value):
+    if value in (None, "auto"):
+        return pick_device(None)
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError) as e:
+        raise ParameterError(f"parameter {name} must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {value!r}") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError(f"parameter {name}={value!r}, but this machine has no CUDA device; use 'auto' or 'cpu'")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ParameterError(f"parameter {name} must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {value!r}")
+    return device
+
+
+CHECKS = {"SMOKE": _flag, "SEED": _count, "DEVICE": _device, "JOBS": lambda n, v: _count(n, v, 1)}
+
+
+def setup(fig_dir=None, **parameters):
+    """Check the notebook's parameters (``SMOKE``, ``SEED``, ``DEVICE``, ``JOBS``) and return the device.
+
+    Creates ``fig_dir`` when given. Raises :class:`ParameterError` naming the first bad parameter."""
+    checked = {name: CHECKS[name](name, value) for name, value in parameters.items() if name in CHECKS}
+    if fig_dir is not None:
+        os.makedirs(fig_dir, exist_ok=True)
+    return checked.get("DEVICE", pick_device(None))
