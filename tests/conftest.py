@@ -18,9 +18,12 @@ def tokenizer():
 
 
 def pytest_collection_modifyitems(items):
-    """Notebooks first, the later (heavier) ones first. With ``--dist worksteal`` (make test) an idle
-    worker takes queued tests from a busy one, so the workers finish together."""
+    """The browser test first, then the notebooks, the later (heavier) ones first. With ``--dist
+    worksteal`` (make test) an idle worker takes queued tests from a busy one, so the workers finish
+    together."""
     def order(item):
+        if item.module.__name__.endswith("test_browser"):
+            return (0, 0)
         notebook = item.callspec.params.get("notebook") if hasattr(item, "callspec") else None
-        return (0, -int(notebook.stem[:2])) if notebook is not None else (1, 0)
+        return (1, -int(notebook.stem[:2])) if notebook is not None else (2, 0)
     items.sort(key=order)

@@ -1,6 +1,7 @@
 """Every numbered notebook, executed by papermill in smoke mode (the executed copy, failing or not,
 stays in runs/tests/), and the helpers the notebooks call: parameter checks and widgets."""
 import importlib.util
+import json
 import pathlib
 
 import matplotlib.pyplot as plt
@@ -57,3 +58,11 @@ def test_a_widget_redraws_on_every_move_and_leaves_no_figure_open():
     assert len(seen) >= 20  # a new picture for (almost) every position
     assert plt.get_fignums() == []  # more than 20 open figures would make matplotlib warn in the widget
     assert "description_width" in slider.style.keys and slider.style.description_width == "initial"
+
+
+def test_every_notebook_states_the_costs_measured_in_results():
+    costs = json.loads(run_notebooks.COSTS.read_text())
+    for path in run_notebooks.notebooks():
+        first = "".join(json.loads(path.read_text())["cells"][0]["source"])
+        assert first.endswith(run_notebooks.cost_paragraph(costs, path.stem)), \
+            f"{path.name}: its cost line differs from {run_notebooks.COSTS.name}; run notebooks/run.py --write-costs"
