@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .distributed import is_main, max_over_ranks, world
 
-CHECKPOINT_VERSION = 2  # 2: the tokenizer is saved, and checked on load
+CHECKPOINT_VERSION = 3  # 2: the tokenizer is saved and checked on load; 3: loads with weights_only=True
 
 
 def pick_device(device=None):
@@ -25,6 +25,22 @@ def pick_device(device=None):
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def rng_state():
+    """torch, numpy and Python RNG states as tensors and plain lists (``torch.load(weights_only=True)`` reads them)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+            "python": [version, list(internal), gauss_next]}
+
+
+def set_rng_state(state):
+    torch.set_rng_state(state["torch"].cpu())
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
 
 
 def seed_everything(seed):
@@ -106,7 +122,8 @@ class StepBoundaryInterrupt:
         self.requested = True
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread() and world()[1] == 1:
+        main = threading.current_thread() is threading.main_thread() and world()[1] == 1
+        if main and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # ignored stays ignored
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
@@ -176,11 +193,11 @@ class Trainer:
         for i, row in enumerate(values):
             self.history.append({"step": first + i + 1, **dict(zip(keys, row)), "pairs_per_s": rate})
         self._pending = []
-        last = self.history[-1]
-        if not math.isfinite(last["loss"]):
-            raise FloatingPointError(f"Trainer: the loss became {last['loss']} at step {last['step']}; "
+        bad = next((row for row in self.history[-len(values):] if not math.isfinite(row["loss"])), None)
+        if bad is not None:
+            raise FloatingPointError(f"Trainer: the loss became {bad['loss']} at step {bad['step']}; "
                                      "lower the learning rate or resume from the last checkpoint")
-        return last
+        return self.history[-1]
 
     def evaluate(self):
         if self.evaluator is None or not is_main():
@@ -238,26 +255,36 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "train_config": asdict(self.config), "history": self.history, "evals": self.evals,
                 "tokenizer": self._tokenizer_state(),
-                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}}
+                "rng": rng_state()}
 
     def _tokenizer_state(self):
         tokenizer = getattr(self.batches, "tokenizer", None)
         return tokenizer.state_dict() if tokenizer is not None else None
 
     def save(self, path):
-        """Write atomically: a crash mid-write never leaves a half checkpoint at ``path``. Rank 0 only."""
+        """Write atomically and durably: a crash or power loss mid-write never leaves a half
+        checkpoint at ``path`` (the file and its folder are fsynced around the rename). Rank 0 only."""
         self._flush()
         if not is_main():
             return
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
         tmp = f"{path}.tmp"
-        torch.save(self.state_dict(), tmp)
+        with open(tmp, "wb") as f:
+            torch.save(self.state_dict(), f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+        directory = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
     def load(self, path):
         """Resume from ``path``: model, objective (heads, queue), optimiser, schedule, RNGs, step."""
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=False)
+        try:  # weights_only: a checkpoint is tensors and plain data, never code to run
+            state = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as e:  # any unreadable file: say which one
             raise RuntimeError(f"Trainer.load: cannot read checkpoint {path!r}: {e}") from e
         if state.get("version") != CHECKPOINT_VERSION:
@@ -267,14 +294,16 @@ class Trainer:
             raise ValueError(f"Trainer.load: {path!r} was saved from a different model config")
         if state["tokenizer"] != self._tokenizer_state():  # same size, other word ids: silently wrong text
             raise ValueError(f"Trainer.load: {path!r} was trained with a different tokenizer vocabulary")
-        self.model.load_state_dict(state["model"])
-        self.objective.load_state_dict(state["objective"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.model.load_state_dict(state["model"])
+            self.objective.load_state_dict(state["objective"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:  # e.g. a CLIP checkpoint in a DeCLIP run
+            raise ValueError(f"Trainer.load: {path!r} does not fit this run's model and "
+                             f"{type(self.objective).__name__} objective: {str(e).splitlines()[0]}") from None
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.history, self.evals = state["step"], state["history"], state["evals"]
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
+        set_rng_state(state["rng"])
         return self
 
     def save_history(self, path):

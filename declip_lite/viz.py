@@ -75,8 +75,11 @@ def logit_scale_curve(history, clamp, ax=None):
     ax.plot([h["step"] for h in history], [h["logit_scale"] for h in history], lw=2.5, color="tab:red",
             zorder=3, label="learned s")
     ax.set_yscale("log")
-    ax.set(xlabel="step", ylabel="s = exp(logit_scale)", ylim=(low / 1.6, high * 1.6), title="learned scale")
-    ax.legend(fontsize=8, loc="lower right")
+    ticks = [low, 50, 100, 200, high]
+    ax.set_yticks(ticks, [f"{t:.0f}" for t in ticks])
+    ax.minorticks_off()
+    ax.set(xlabel="step", ylabel="s = exp(logit_scale), log axis", ylim=(low / 1.6, high * 1.6), title="learned scale")
+    ax.legend(fontsize=8, loc="center right")
     return fig
 
 

@@ -84,15 +84,6 @@ def test_a_checkpoint_from_another_vocabulary_is_refused(tmp_path):
         other.trainer.load(path)
 
 
-def test_nan_loss_stops_with_a_clear_message():
-    run = tiny_run(steps=3)
-    run.trainer.config.flush_every = 1
-    with torch.no_grad():
-        run.model.text.proj.fill_(float("nan"))
-    with pytest.raises(FloatingPointError, match="step 1"):
-        run.trainer.fit(progress=False)
-
-
 def test_cached_run_is_loaded_not_retrained(tmp_path):
     kw = dict(pairs=64, batch_size=16, steps=3, warmup=1, eval_n=16, device="cpu")
     a = experiments.train("clip", "smoke", 0, runs_dir=str(tmp_path), progress=False, **kw)
@@ -136,10 +127,12 @@ def test_ctrl_c_saves_the_current_step_and_a_rerun_resumes_to_the_same_weights(t
     path = str(tmp_path / "run.pt")
     run = tiny_run(steps=6)
     run.trainer.batches = InterruptAt(run.trainer.batches, at=3)
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in Jupyter (a pytest-xdist worker ignores it)
     with pytest.raises(KeyboardInterrupt, match="step 4 of 6"):
         run.trainer.fit(checkpoint=path, progress=False)
     assert f"saved to {path}" in capsys.readouterr().out
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    signal.signal(signal.SIGINT, handler)
     resumed = tiny_run(steps=6)
     resumed.trainer.load(path)
     assert resumed.trainer.step == 4 and len(resumed.trainer.history) == 4
@@ -149,14 +142,66 @@ def test_ctrl_c_saves_the_current_step_and_a_rerun_resumes_to_the_same_weights(t
 
 
 def test_a_second_ctrl_c_interrupts_at_once():
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     with StepBoundaryInterrupt() as interrupt:
         signal.raise_signal(signal.SIGINT)
         assert interrupt.requested
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGINT)
+    signal.signal(signal.SIGINT, handler)
 
 
 def test_the_progress_bar_names_the_run_and_its_options():
     runs = [tiny_run("clip+nns", objective_options={"exclude_self": ex}) for ex in (False, True)]
     labels = [experiments.run_label(r) for r in runs]
     assert labels == ["clip+nns s0 exclude_self=False", "clip+nns s0 exclude_self=True"]
+
+
+def test_every_checkpoint_loads_with_weights_only(tmp_path):
+    path = str(tmp_path / "run.pt")
+    run = tiny_run("declip", steps=2)
+    run.trainer.fit(checkpoint=path, progress=False)
+    state = torch.load(path, weights_only=True)  # no pickled code: numpy and Python RNG states are plain data
+    assert state["step"] == 2 and state["version"] == 3
+    assert tiny_run("declip", steps=2).trainer.load(path).step == 2
+
+
+def test_resume_restores_every_rng_exactly(tmp_path):
+    import random
+
+    import numpy as np
+
+    from declip_lite.train import rng_state, set_rng_state
+    saved = rng_state()
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.rand(5), np.random.rand(5), random.random()
+    path = tmp_path / "rng.pt"
+    torch.save(saved, path)
+    set_rng_state(torch.load(path, weights_only=True))
+    got = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1]) and got[2] == expected[2]
+
+
+def test_a_checkpoint_of_another_objective_is_refused_naming_the_file(tmp_path):
+    path = str(tmp_path / "clip.pt")
+    tiny_run("clip", steps=1).trainer.fit(checkpoint=path, progress=False)
+    with pytest.raises(ValueError, match=r"clip\.pt.*does not fit this run's model and DeCLIP objective"):
+        tiny_run("declip", steps=1).trainer.load(path)
+
+
+def test_the_nan_message_names_the_step_that_went_nan_not_the_next_flush():
+    run = tiny_run(steps=5)
+    run.trainer.config.flush_every = 25
+    with torch.no_grad():
+        run.model.text.proj.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="at step 1;"):
+        run.trainer.fit(progress=False)
+
+
+def test_a_checkpoint_is_fsynced_with_its_folder(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.path.realpath(f"/proc/self/fd/{fd}")) or real(fd))
+    path = tmp_path / "run.pt"
+    tiny_run(steps=1).trainer.save(str(path))
+    assert str(tmp_path / "run.pt.tmp") in synced and str(tmp_path) in synced

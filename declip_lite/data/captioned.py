@@ -35,14 +35,29 @@ def read_csv(path, image_key="filepath", caption_key="title", sep=None):
     Relative image paths are read from the CSV's folder."""
     sep = sep or ("\t" if str(path).endswith(".tsv") else ",")
     root = os.path.dirname(os.path.abspath(path))
-    with open(path, newline="", encoding="utf-8") as f:
+    # utf-8-sig: a byte-order mark is not part of the first column's name. surrogateescape: a
+    # non-UTF-8 byte survives the read and fails its own row (as bytes), under on_error's policy
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
         reader = csv.DictReader(f, delimiter=sep)
-        missing = {image_key, caption_key} - set(reader.fieldnames or [])
+        if reader.fieldnames is None:
+            raise BadInput(f"{path}: the file is empty (expected a header row with {image_key!r} and {caption_key!r})")
+        missing = {image_key, caption_key} - set(reader.fieldnames)
         if missing:
             raise BadInput(f"{path}: no column(s) {sorted(missing)}; its columns are {reader.fieldnames} "
                            f"(set image_key=, caption_key= or sep=)")
-        return [Record(os.path.join(root, row[image_key] or ""), row[caption_key], f"{path} row {i}")
+        return [Record(os.path.join(root, row[image_key] or ""), _raw(row[caption_key]), f"{path} row {i}")
                 for i, row in enumerate(reader, start=2)]  # row 1 is the header
+
+
+def _raw(text):
+    """Text read with surrogateescape: unchanged if it was UTF-8 (or missing), else its original bytes."""
+    if text is None:
+        return None
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape")
 
 
 def read_folder(root):
@@ -96,9 +111,10 @@ def _rgb(record):
         img.load()
     except Exception as e:  # PIL raises several types for unreadable and truncated files
         raise BadInput(f"{record.where}: corrupt or truncated image ({type(e).__name__}: {e})") from None
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit / float: rescale to 8 bits
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit / float: to 8 bits by the format's range
         a = np.asarray(img, dtype=np.float32)
-        img = Image.fromarray((255 * a / max(float(a.max()), 1.0)).astype(np.uint8))
+        full = 1.0 if img.mode == "F" and a.max() <= 1.0 else 65535.0  # PNG/TIFF 16-bit grey arrives as "I;16" or "I"
+        img = Image.fromarray((255 * np.clip(a / full, 0, 1)).round().astype(np.uint8))
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
@@ -126,7 +142,9 @@ class CaptionedImages:
                 continue
             images.append(image)
             captions.append(caption)
-        if not records or self.report["skipped"] > max_skip_rate * len(records):
+        if not records:
+            raise BadInput("CaptionedImages: no records to load (an empty CSV, folder or shard list)")
+        if self.report["skipped"] > max_skip_rate * len(records):
             raise BadInput(f"CaptionedImages: {self.report['skipped']} of {len(records)} records are bad (more "
                            f"than max_skip_rate={max_skip_rate}); first problems: {self.report['problems'][:3]}")
         self.image_size, self.device = image_size, torch.device(device)
