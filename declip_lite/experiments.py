@@ -6,6 +6,7 @@ A grid (``grids.py``) is a list of runs; ``run_grid`` trains the missing ones, i
 processes when asked, and returns every run's JSON record.
 """
 import argparse
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -18,6 +19,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 
 from . import grids
+from .checkpoint import RunLock
 from .data.captioned import CaptionedImages, read_csv
 from .data.external import sklearn_digits
 from .data.loader import PairBatches, shapecaps_tokenizer
@@ -226,25 +228,31 @@ def scorer_spec(spec):
 
 
 def fit(run, runs_dir="data/runs", progress=True):
-    """Train ``run`` to its preset's steps (resuming from ``runs_dir``) and write its JSON result."""
-    path = os.path.join(runs_dir, run.name) if runs_dir else None
-    if path and os.path.exists(path + ".pt"):
-        run.trainer.load(path + ".pt")
-    if run.trainer.step < run.preset.steps:
-        start = time.perf_counter()
-        run.trainer.fit(checkpoint=path and path + ".pt", progress=progress, label=run_label(run))
-        run.seconds = time.perf_counter() - start
-        run.record = result(run)
-        if path and is_main():
-            save_json(run.record, path + ".json")
+    """Train ``run`` to its preset's steps and write its JSON result, resuming from ``runs_dir``.
+
+    Safe at every instant: the final evaluation is part of the checkpoint, and the JSON (written
+    last, after the history and per-task files) marks a finished run. A run killed anywhere is
+    finished by the next call with the numbers of an uninterrupted run; a second process on the
+    same run is refused (``RunLock``)."""
+    if not runs_dir:
+        run.trainer.fit(progress=progress, label=run_label(run))
+        run.seconds, run.record = run.trainer.train_seconds, result(run)
+        return run
+    path = os.path.join(runs_dir, run.name)
+    with RunLock(path) if is_main() else contextlib.nullcontext():
+        if os.path.exists(path + ".pt"):
+            run.trainer.load(path + ".pt")
+        if os.path.exists(path + ".json") and run.trainer.step >= run.preset.steps:
+            with open(path + ".json") as f:
+                run.record = json.load(f)
+            return run
+        run.trainer.fit(checkpoint=path + ".pt", progress=progress, label=run_label(run))
+        run.seconds, run.record = run.trainer.train_seconds, result(run)
+        if is_main():
             run.trainer.save_history(path + ".history.json")
             for name, task in run.tasks.items():  # one JSON per (run, task), with the confusion matrix
                 save_json(zero_shot(run.model, run.tokenizer, task), os.path.join(path + ".zero_shot", f"{name}.json"))
-    elif path and os.path.exists(path + ".json"):
-        with open(path + ".json") as f:
-            run.record = json.load(f)
-    else:
-        run.record = result(run)
+            save_json(run.record, path + ".json")
     return run
 
 
@@ -280,6 +288,7 @@ def result(run):
     return json.loads(json.dumps({"name": run.name, "method": run.method, "seed": run.seed, "preset": asdict(run.preset), "options": run.options,
             "hardware": hardware(run.trainer.device), "train_seconds": run.seconds,
             "pairs_seen": run.trainer.step * run.preset.batch_size, "filter_report": run.filter_report,
+            "recoveries": run.trainer.recoveries,
             "zero_shot": {t: last.get(t) for t in [*TASKS, "mean"]}, **analyse(run), "evals": run.trainer.evals,
             "torch": torch.__version__}))
 
@@ -377,9 +386,10 @@ def train_csv(csv, method="clip", preset="gpu", seed=0, runs_dir="data/runs", de
             save_json(state, path + ".tokenizer.json")
     tokenizer = BPETokenizer.from_state_dict(from_main(state))
     trainer = make_trainer(data, tokenizer, method, preset, seed=seed, device=device, eda=TokenEDA(tokenizer))
-    if os.path.exists(path + ".pt"):
-        trainer.load(path + ".pt")
-    trainer.fit(checkpoint=path + ".pt", progress=is_main())
+    with RunLock(path) if is_main() else contextlib.nullcontext():
+        if os.path.exists(path + ".pt"):
+            trainer.load(path + ".pt")
+        trainer.fit(checkpoint=path + ".pt", progress=is_main())
     if is_main():
         save_json({"csv": csv, "load_report": data.report, "truncated_captions": data.truncated(tokenizer),
                    "tokenizer": path + ".tokenizer.json", "history": trainer.history}, path + ".json")

@@ -1,13 +1,13 @@
 """One Trainer for every objective: AdamW with no-decay groups, warm-up + cosine, bf16 autocast on
 CUDA, gradient clipping, the reference's logit-scale clamp, a tqdm bar, a per-step history,
-periodic zero-shot evaluation, and atomic checkpoints that resume exactly.
+periodic zero-shot evaluation, loss-crash recovery, and atomic checkpoints that resume exactly
+(the final evaluation included) and load with ``weights_only=True``.
 """
+import copy
 import json
 import math
 import os
 import random
-import signal
-import threading
 import time
 from dataclasses import asdict, dataclass
 
@@ -15,7 +15,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .checkpoint import rng_state, set_rng_state, write_durably
 from .distributed import is_main, max_over_ranks, world
+from .recovery import LossCrash, StepBoundaryInterrupt, first_crash, give_up_message
 
 CHECKPOINT_VERSION = 3  # 2: the tokenizer is saved and checked on load; 3: loads with weights_only=True
 
@@ -25,22 +27,6 @@ def pick_device(device=None):
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def rng_state():
-    """torch, numpy and Python RNG states as tensors and plain lists (``torch.load(weights_only=True)`` reads them)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    return {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
-            "python": [version, list(internal), gauss_next]}
-
-
-def set_rng_state(state):
-    torch.set_rng_state(state["torch"].cpu())
-    kind, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, gauss))
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))
 
 
 def seed_everything(seed):
@@ -63,6 +49,9 @@ class TrainConfig:
     flush_every: int = 25                  # steps between host syncs (history, bar, NaN check)
     checkpoint_every: int = 250             # steps between atomic checkpoints (when fit() is given a path)
     sync_batchnorm: bool = False           # several GPUs: BatchNorm statistics over the global batch
+    spike_factor: float = 10.0             # a loss above this x the recent median is a crash (0: NaN only)
+    recovery_lr_factor: float = 0.5        # after a crash: back to the last good state, lr x this
+    max_recoveries: int = 3                # then stop with an error naming the first bad step
 
 
 def parameter_groups(modules, weight_decay):
@@ -108,30 +97,6 @@ class TrainStep(torch.nn.Module):
         return self.objective(encode(self.model, batch))
 
 
-class StepBoundaryInterrupt:
-    """Ctrl-C (SIGINT) during ``fit`` asks to stop after the current step, so the saved state is a
-    whole step's; a second Ctrl-C interrupts at once. Only in the main thread of a single process:
-    under torchrun every rank must stop at the same step, so the default handler stays."""
-
-    def __init__(self):
-        self.requested, self._previous = False, None
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self):
-        main = threading.current_thread() is threading.main_thread() and world()[1] == 1
-        if main and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # ignored stays ignored
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
 class Trainer:
     """Trains ``model`` with ``objective`` on ``batches`` (a :class:`PairBatches`).
 
@@ -157,7 +122,8 @@ class Trainer:
                                            betas=c.betas, eps=c.eps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(c.warmup, c.steps))
         self.step, self.history, self.evals, self._pending = 0, [], [], []
-        self._tick = time.perf_counter()
+        self.recoveries, self.lr_scale, self.final_step, self.train_seconds = [], 1.0, None, 0.0
+        self._tick, self._good = time.perf_counter(), None
 
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
@@ -190,16 +156,16 @@ class Trainer:
         now = time.perf_counter()
         rate, self._tick = len(values) * self.batches.batch_size / max(now - self._tick, 1e-9), now
         first = self.step - len(values)
-        for i, row in enumerate(values):
-            self.history.append({"step": first + i + 1, **dict(zip(keys, row)), "pairs_per_s": rate})
+        rows = [{"step": first + i + 1, **dict(zip(keys, row)), "pairs_per_s": rate} for i, row in enumerate(values)]
         self._pending = []
-        bad = next((row for row in self.history[-len(values):] if not math.isfinite(row["loss"])), None)
-        if bad is not None:
-            raise FloatingPointError(f"Trainer: the loss became {bad['loss']} at step {bad['step']}; "
-                                     "lower the learning rate or resume from the last checkpoint")
-        return self.history[-1]
+        crash = first_crash(rows, self.history, self.config.spike_factor)
+        if crash is not None:
+            raise crash
+        self.history += rows
+        return rows[-1]
 
     def evaluate(self):
+        """The evaluator's metrics now (rank 0), recorded in ``evals``; None without an evaluator."""
         if self.evaluator is None or not is_main():
             return None
         self.model.eval()
@@ -213,29 +179,66 @@ class Trainer:
         ``label`` names the progress bar (default: the objective's class). Ctrl-C stops after the
         current step, writes ``checkpoint`` and raises ``KeyboardInterrupt``; calling ``fit``
         again (or re-running the cell) resumes there."""
-        c, total = self.config, steps or self.config.steps
+        total = steps or self.config.steps
         bar = tqdm(total=total, initial=self.step, disable=not (progress and is_main()),
                    desc=label or type(self.objective).__name__, dynamic_ncols=True)
-        self._tick = time.perf_counter()
+        self._tick, self._good, start = time.perf_counter(), self._snapshot(), time.perf_counter()
         with StepBoundaryInterrupt() as interrupt:
             while self.step < total and not interrupt.requested:
-                self.train_step()
-                bar.update(1)
-                if self.step % c.flush_every == 0 or self.step == total:
-                    last = self._flush()
-                    bar.set_postfix_str(f"loss {last['loss']:.3g}, {last['pairs_per_s']:.0f} pairs/s")
-                if c.eval_every and self.step % c.eval_every == 0 and self.step < total:
-                    self.evaluate()
-                    self._tick = time.perf_counter()  # evaluation time is not training time
-                if checkpoint and c.checkpoint_every and self.step % c.checkpoint_every == 0:
-                    self.save(checkpoint)
+                try:
+                    self._fit_step(total, checkpoint, bar)
+                except LossCrash as crash:
+                    self._recover(crash)
+                    bar.n = self.step
+                    bar.refresh()
         bar.close()
+        self.train_seconds += time.perf_counter() - start
         if interrupt.requested:
             self._stop_interrupted(checkpoint, total)
-        result = self.evaluate()
-        if checkpoint:
+        if self.final_step != total:  # a resumed run that died during its final evaluation redoes it
+            self.evaluate()
+            self.final_step = total
+            if checkpoint:
+                self.save(checkpoint)
+        return self.evals[-1] if self.evals else None
+
+    def _fit_step(self, total, checkpoint, bar):
+        c = self.config
+        self.train_step()
+        bar.update(1)
+        if self.step % c.flush_every == 0 or self.step == total:
+            last = self._flush()
+            self._good = self._snapshot()
+            bar.set_postfix_str(f"loss {last['loss']:.3g}, {last['pairs_per_s']:.0f} pairs/s")
+        if c.eval_every and self.step % c.eval_every == 0 and self.step < total:
+            self.evaluate()
+            self._tick = time.perf_counter()  # evaluation time is not training time
+        if checkpoint and c.checkpoint_every and self.step % c.checkpoint_every == 0:
             self.save(checkpoint)
-        return result
+
+    def _snapshot(self):
+        self._flush()
+        return copy.deepcopy(self.state_dict())
+
+    def _recover(self, crash):
+        """Back to the last good state with a lower learning rate, or stop after ``max_recoveries``."""
+        c = self.config
+        if len(self.recoveries) >= c.max_recoveries:
+            raise FloatingPointError(give_up_message(crash, self.recoveries, c.recovery_lr_factor)) from None
+        lr_scale = self.lr_scale * c.recovery_lr_factor  # the good state's counters are older: keep ours
+        recoveries = self.recoveries + [{"step": crash.step, "loss": crash.loss, "kind": crash.kind,
+                                         "resumed_from": self._good["step"], "lr_scale": lr_scale}]
+        self._pending = []
+        self._restore(copy.deepcopy(self._good))
+        self.recoveries, self.lr_scale = recoveries, lr_scale
+        self._apply_lr_scale()
+        self._tick = time.perf_counter()
+
+    def _apply_lr_scale(self):
+        self.scheduler.base_lrs = [self.config.lr * self.lr_scale for _ in self.optimizer.param_groups]
+        factor = self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+            group["lr"] = base * factor
 
     def _stop_interrupted(self, checkpoint, total):
         if checkpoint:
@@ -254,8 +257,8 @@ class Trainer:
                 "model_config": asdict(self.model.config), "objective": self.objective.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "train_config": asdict(self.config), "history": self.history, "evals": self.evals,
-                "tokenizer": self._tokenizer_state(),
-                "rng": rng_state()}
+                "tokenizer": self._tokenizer_state(), "recoveries": self.recoveries, "lr_scale": self.lr_scale,
+                "final_step": self.final_step, "train_seconds": self.train_seconds, "rng": rng_state()}
 
     def _tokenizer_state(self):
         tokenizer = getattr(self.batches, "tokenizer", None)
@@ -267,19 +270,7 @@ class Trainer:
         self._flush()
         if not is_main():
             return
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        tmp = f"{path}.tmp"
-        with open(tmp, "wb") as f:
-            torch.save(self.state_dict(), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        directory = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        write_durably(self.state_dict(), path)
 
     def load(self, path):
         """Resume from ``path``: model, objective (heads, queue), optimiser, schedule, RNGs, step."""
@@ -289,27 +280,32 @@ class Trainer:
             raise RuntimeError(f"Trainer.load: cannot read checkpoint {path!r}: {e}") from e
         if state.get("version") != CHECKPOINT_VERSION:
             raise RuntimeError(f"Trainer.load: {path!r} has checkpoint version {state.get('version')}, "
-                               f"expected {CHECKPOINT_VERSION}")
+                               f"expected {CHECKPOINT_VERSION} (an older declip-lite wrote it: delete it to retrain)")
         if state["model_config"] != asdict(self.model.config):
             raise ValueError(f"Trainer.load: {path!r} was saved from a different model config")
         if state["tokenizer"] != self._tokenizer_state():  # same size, other word ids: silently wrong text
             raise ValueError(f"Trainer.load: {path!r} was trained with a different tokenizer vocabulary")
         try:
-            self.model.load_state_dict(state["model"])
-            self.objective.load_state_dict(state["objective"])
-            self.optimizer.load_state_dict(state["optimizer"])
+            self._restore(state)
         except (RuntimeError, ValueError, KeyError) as e:  # e.g. a CLIP checkpoint in a DeCLIP run
             raise ValueError(f"Trainer.load: {path!r} does not fit this run's model and "
                              f"{type(self.objective).__name__} objective: {str(e).splitlines()[0]}") from None
+        return self
+
+    def _restore(self, state):
+        self.model.load_state_dict(state["model"])
+        self.objective.load_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.history, self.evals = state["step"], state["history"], state["evals"]
+        self.recoveries, self.lr_scale = state["recoveries"], state["lr_scale"]
+        self.final_step, self.train_seconds = state["final_step"], state["train_seconds"]
         set_rng_state(state["rng"])
-        return self
 
     def save_history(self, path):
         """Per-step records (every named term, logit scale, lr, pairs/s) and evaluations, as JSON."""
         self._flush()
         tmp = f"{path}.tmp"
         with open(tmp, "w") as f:
-            json.dump({"history": self.history, "evals": self.evals}, f)
+            json.dump({"history": self.history, "evals": self.evals, "recoveries": self.recoveries}, f)
         os.replace(tmp, path)

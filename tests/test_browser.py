@@ -14,6 +14,7 @@ import json
 import os
 import pathlib
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -98,7 +99,8 @@ def browser(lab):
 def smoke_copy(name):
     """The notebook with SMOKE on (an injected cell after its parameters, as papermill does), under runs/."""
     nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
-    work = SHOTS / "work"
+    work = SHOTS / "work" / name
+    shutil.rmtree(work, ignore_errors=True)  # fresh runs: nothing cached by an older version
     params = {"SMOKE": True, "DEVICE": "cpu", "RUNS_DIR": str(work / "runs"), "FIG_DIR": str(work / "figures")}
     at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
     nb.cells.insert(at + 1, nbformat.v4.new_code_cell("\n".join(f"{k} = {v!r}" for k, v in params.items()),
@@ -126,7 +128,7 @@ def prompts(page):
     return page.eval_on_selector_all(f"{PANEL} .jp-CodeCell .jp-InputPrompt", "els => els.map(e => e.textContent.trim())")
 
 
-def run_all(page, n_code, timeout=240):
+def run_all(page, n_code, shot, timeout=240):
     menu(page, "Run", "Run All Cells")
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -134,7 +136,8 @@ def run_all(page, n_code, timeout=240):
         if len(seen) == n_code and all(p[1:-2].isdigit() for p in seen):
             return
         time.sleep(1)
-    pytest.fail(f"cells still running after {timeout} s: {prompts(page)}")
+    page.screenshot(path=shot)
+    pytest.fail(f"cells still running after {timeout} s: {prompts(page)}; screenshot {shot}")
 
 
 def picture(page, widget):
@@ -152,7 +155,7 @@ def test_a_student_sees_every_figure_and_live_widgets_in_jupyterlab(name, lab, b
     open_notebook(page, lab, path)
     page.screenshot(path=SHOTS / f"{name}-1-opened.png")
 
-    run_all(page, n_code)
+    run_all(page, n_code, SHOTS / f"{name}-2-stuck.png")
     page.screenshot(path=SHOTS / f"{name}-2-ran.png")
     text = page.inner_text(PANEL)
     for bad in ("Traceback", "Error displaying widget", "Loading widget"):

@@ -67,6 +67,7 @@ def _worker(rank, world, init_file, batches, out):
     results["nt_xent"] = (loss / world, {"a": gather(a.grad) / world, "b": gather(b.grad) / world})
     if rank == 0:
         torch.save(results, out)
+    dist.barrier()  # neither rank tears gloo down while the other still talks (a SIGABRT under load)
     dist.destroy_process_group()
 
 

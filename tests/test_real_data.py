@@ -165,39 +165,3 @@ def test_training_on_a_csv_of_real_files(tmp_path):
                                        batch_size=4, steps=2), device="cpu", eda=TokenEDA(tok))
     trainer.fit(progress=False)
     assert trainer.step == 2 and math.isfinite(trainer.history[-1]["loss"]) and trainer.model.config.context_length == 16
-
-
-def test_a_csv_with_a_byte_order_mark_reads_its_first_column(tmp_path):
-    path = _csv(tmp_path, [(_png(str(tmp_path / "a.png")), "a red square")])
-    with open(path, "rb") as f:
-        body = f.read()
-    with open(path, "wb") as f:
-        f.write(b"\xef\xbb\xbf" + body)  # what Excel writes
-    assert [r.caption for r in read_csv(path)] == ["a red square"]
-
-
-def test_an_empty_csv_says_it_is_empty(tmp_path):
-    (tmp_path / "empty.csv").write_text("")
-    with pytest.raises(BadInput, match=r"empty\.csv: the file is empty"):
-        read_csv(str(tmp_path / "empty.csv"))
-    with pytest.raises(BadInput, match="no records to load"):
-        CaptionedImages([], 16)
-
-
-def test_a_non_utf8_caption_in_a_csv_fails_its_own_row(tmp_path):
-    names = [_png(str(tmp_path / f"{i}.png")) for i in range(10)]
-    path = tmp_path / "data.csv"
-    rows = [b"filepath,title"] + [f"{n},a red square".encode() for n in names]
-    rows[4] = f"{names[3]},caf".encode() + b"\xe9 au lait"  # row 5: Latin-1, not UTF-8
-    path.write_bytes(b"\n".join(rows) + b"\n")
-    records = read_csv(str(path))
-    with pytest.raises(BadInput, match=r"data\.csv row 5: caption is not UTF-8"):
-        CaptionedImages(records, 16)
-    data = CaptionedImages(records, 16, on_error="skip", max_skip_rate=0.2)
-    assert len(data) == 9 and data.report["skipped"] == 1 and "row 5" in data.report["problems"][0]
-
-
-def test_16_bit_images_are_scaled_by_their_bit_depth_not_their_maximum(tmp_path):
-    Image.fromarray(np.full((12, 12), 32768, dtype=np.uint16)).save(tmp_path / "grey.png")  # mid-grey
-    data = CaptionedImages(read_csv(_csv(tmp_path, [("grey.png", "a grey square")])), 8)
-    assert 126 <= data.pixels.float().mean() <= 129

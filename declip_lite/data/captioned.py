@@ -24,6 +24,7 @@ class Record:
     image: object   # a path (str) or the encoded bytes
     caption: object  # str, raw bytes (decoded here), or None when there is none
     where: str      # "file.csv row 3", "shard.tar key 000012", a path: named in every error
+    problem: str = None  # set by a reader that already knows the record is bad (a truncated shard)
 
 
 class BadInput(ValueError):
@@ -74,17 +75,46 @@ def read_folder(root):
 
 
 def read_webdataset(urls):
-    """Records of webdataset tar shards: per key, an image (any image extension) and ``.txt``."""
+    """Records of webdataset tar shards: per key, an image (any image extension) and ``.txt``.
+
+    A local shard cut short (a copy that stopped) adds one bad record naming it, so
+    :class:`CaptionedImages` raises or counts it under its ``on_error`` policy."""
     import webdataset as wds
 
     records = []
     for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False):
         image = next((sample[k] for k in sample if "." + k.lower().split(".")[-1] in IMAGE_EXTENSIONS), None)
         records.append(Record(image, sample.get("txt"), f"{sample['__url__']} key {sample['__key__']}"))
-    return records
+    return records + [Record(None, None, shard, "truncated tar shard: a member ends past the end of the file")
+                      for shard in _local_shards(urls) if _truncated(shard)]
+
+
+def _local_shards(urls):
+    from braceexpand import braceexpand  # a dependency of webdataset
+
+    urls = [urls] if isinstance(urls, str) else list(urls)
+    return [u for url in urls for u in braceexpand(url) if os.path.exists(u)]
+
+
+def _truncated(shard):
+    """True when the shard lacks the two zero blocks that end every tar archive: it was cut, in a
+    member or between two (where tarfile and webdataset both stop without a word)."""
+    import tarfile
+
+    try:
+        with tarfile.open(shard) as tar:
+            end = max((m.offset_data + -(-m.size // 512) * 512 for m in tar), default=0)
+    except (tarfile.TarError, EOFError):
+        return True
+    with open(shard, "rb") as f:
+        f.seek(end)
+        marker = f.read(1024)
+    return marker != bytes(1024)
 
 
 def _caption(record):
+    if record.problem:
+        raise BadInput(f"{record.where}: {record.problem}")
     text = record.caption
     if text is None:
         raise BadInput(f"{record.where}: no caption")

@@ -100,7 +100,9 @@ class BPETokenizer(WordTokenizer):
         return cls(bpe.to_str(), context_length)
 
     def split(self, text):
-        return self.bpe.encode(text, add_special_tokens=False).tokens
+        """BPE pieces of ``text``. A caption's own "<eot>" is characters, never the special id: a space
+        after each "<" stops the special-token match and leaves the pieces the pre-tokenizer makes anyway."""
+        return self.bpe.encode(text.replace("<", "< "), add_special_tokens=False).tokens
 
     def decode(self, ids):
         return [t.replace(" ", "").replace("</w>", " ").strip() for t in super().decode(ids)]
