@@ -4,7 +4,7 @@ from .data.loader import PairBatches, shapecaps_tokenizer
 from .data.shapecaps import TASKS, ShapeCaps, ZeroShotTask, make_task, make_tasks
 from .evaluate import evaluate_tasks, image_features, retrieval, text_features, zero_shot, zero_shot_classifier
 from .models.clip import CLIPModel, ModelConfig, model_config
-from .objectives import CLIP, DeCLIP
+from .objectives import CLIP, DeCLIP, Objective, make_objective, objective_names, register
 from .text.tokenizer import BPETokenizer, WordTokenizer
 from .train import TrainConfig, Trainer, pick_device
 
@@ -21,9 +21,9 @@ def __getattr__(name):
 
 
 __all__ = [
-    "BPETokenizer", "CLIP", "CLIPModel", "CaptionedImages", "DeCLIP", "ModelConfig", "PRESETS",
+    "BPETokenizer", "CLIP", "CLIPModel", "CaptionedImages", "DeCLIP", "ModelConfig", "Objective", "PRESETS",
     "PairBatches", "ShapeCaps", "TASKS", "TrainConfig", "Trainer", "WordTokenizer", "ZeroShotTask",
-    "build", "evaluate_tasks", "image_features", "make_task", "make_tasks", "make_trainer",
-    "model_config", "pick_device", "read_csv", "read_folder", "read_webdataset", "retrieval",
-    "run_grid", "shapecaps_tokenizer", "text_features", "zero_shot", "zero_shot_classifier",
+    "build", "evaluate_tasks", "image_features", "make_objective", "make_task", "make_tasks", "make_trainer",
+    "model_config", "objective_names", "pick_device", "read_csv", "read_folder", "read_webdataset", "register",
+    "retrieval", "run_grid", "shapecaps_tokenizer", "text_features", "zero_shot", "zero_shot_classifier",
 ]

@@ -8,10 +8,12 @@ processes when asked, and returns every run's JSON record.
 import argparse
 import contextlib
 import hashlib
+import importlib
 import json
 import multiprocessing
 import os
 import platform
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
@@ -27,8 +29,8 @@ from .data.shapecaps import TASKS, ShapeCaps, make_task, make_tasks
 from .distributed import from_main, init_from_env, is_main
 from .evaluate import evaluate_tasks, image_features, linear_probe, save_json, zero_shot
 from .filtering import keep_matched
-from .models.clip import CLIPModel, image_width, model_config
-from .objectives import CLIP, FILIP, SLIP, DeCLIP, DeFILIP
+from .models.clip import CLIPModel, model_config
+from .objectives import make_objective, objective_class, objective_names
 from .text.augment import TokenEDA
 from .text.tokenizer import BPETokenizer
 from .train import TrainConfig, Trainer, pick_device, seed_everything
@@ -54,35 +56,6 @@ PRESETS = {
 }
 SMALL_DATA = dict(pairs=2000, steps=1200)  # notebooks 02-06 in full mode: 77 epochs of few pairs, where DeCLIP helps
 PROBE_SEED_OFFSET = 500  # linear probes train on other draws of each task than they are tested on
-
-METHODS = {  # DeCLIP with some signals off; weights keep the reference's ratios to the CLIP term
-    "clip": {},
-    "clip+iss": dict(mvs=False, weights={"nns": 0, "mlm": 0}),
-    "clip+tss": dict(mvs=False, weights={"nns": 0, "simsiam": 0}),
-    "clip+nns": dict(mvs=False, weights={"simsiam": 0, "mlm": 0}),
-    "clip+mvs": dict(weights={"clip": 1.0, "nns": 0, "simsiam": 0, "mlm": 0}),
-    "clip+mvs+ss": dict(weights={"nns": 0}),  # the ablation ladder: clip, +mvs, +ss, declip
-    "declip": {},
-}
-BENCHMARK = ["slip", "filip", "defilip"]  # the CLIP-benchmark paper's other objectives
-
-
-def make_objective(method, config, vocab_size, **kwargs):
-    """``method``: "clip" or a key of ``METHODS``; kwargs reach DeCLIP (weights, queue_size, ...)."""
-    if method == "clip":
-        if kwargs:
-            raise TypeError(f"make_objective: CLIP takes no options, got {sorted(kwargs)}")
-        return CLIP()
-    if method == "slip":
-        return SLIP(image_width(config), **kwargs)
-    if method == "filip":
-        return FILIP(image_width(config), config.text_width, **kwargs)
-    if method == "defilip":
-        return DeFILIP(config.embed_dim, config.text_width, vocab_size, image_width(config), **kwargs)
-    if method not in METHODS:
-        raise ValueError(f"make_objective: unknown method {method!r}; choose from {sorted(METHODS) + BENCHMARK}")
-    return DeCLIP(config.embed_dim, config.text_width, vocab_size, **{**METHODS[method], **kwargs})
-
 
 @dataclass
 class Run:
@@ -153,12 +126,6 @@ def spec_name(method="clip", preset="smoke", seed=0, device=None, augmentation=N
     return run_name(method, _preset(preset, preset_overrides), seed, **options)
 
 
-def view_augmentations(objective, augmentation):
-    """One augmentation name per image view: the objective's own (SLIP's strong views), else ``augmentation``."""
-    own = getattr(objective, "view_augmentations", (None,) * objective.image_views)
-    return [name or augmentation for name in own]
-
-
 def make_trainer(dataset, tokenizer, method="clip", preset="smoke", tasks=None, seed=0, device=None,
                  augmentation="clip", model_overrides=None, objective_options=None, eda=None):
     """Model, objective, batches and Trainer for ``method`` on any captioned dataset (ShapeCaps,
@@ -167,9 +134,8 @@ def make_trainer(dataset, tokenizer, method="clip", preset="smoke", tasks=None, 
     config = model_config(preset.model, vocab_size=tokenizer.vocab_size, image_size=preset.image_size,
                           context_length=tokenizer.context_length, eot_id=tokenizer.eot_id, **(model_overrides or {}))
     objective = make_objective(method, config, tokenizer.vocab_size, **(objective_options or {}))
-    batches = PairBatches(dataset, tokenizer, min(preset.batch_size, len(dataset)), objective.image_views,
-                          objective.text_views, view_augmentations(objective, augmentation), seed=seed,
-                          device=device, eda=eda)
+    batches = PairBatches.for_objective(dataset, tokenizer, min(preset.batch_size, len(dataset)), objective,
+                                        augmentation, seed=seed, device=device, eda=eda)
     train_config = TrainConfig(steps=preset.steps, lr=preset.lr, warmup=preset.warmup, eval_every=preset.eval_every)
     evaluator = (lambda m: evaluate_tasks(m, tokenizer, tasks)) if tasks else None
     return Trainer(CLIPModel(config), objective, batches, train_config, evaluator=evaluator, device=device)
@@ -275,26 +241,32 @@ def analyse(run):
                                         for t, task in run.tasks.items()}),
            "linear_probe": _with_mean({t: probe(t, task) for t, task in run.tasks.items()}),
            "transfer": {"sklearn_digits": zero_shot(model, tok, sklearn_digits(p.image_size, dev, p.eval_n))["top1"]}}
-    filip = getattr(run.objective, "filip", run.objective if run.method == "filip" else None)
-    if filip is not None:
-        out["zero_shot_filip"] = _with_mean({t: zero_shot(model, tok, task, filip=filip)["top1"]
+    head = run.objective.zero_shot_head
+    if head is not None:
+        out["zero_shot_filip"] = _with_mean({t: zero_shot(model, tok, task, filip=head)["top1"]
                                              for t, task in run.tasks.items()})
     return out
 
 
 def result(run):
-    """The JSON record of a finished run (plain JSON data: lists, not tuples)."""
+    """The JSON record of a finished run (plain JSON data: lists, not tuples). ``zero_shot`` is the
+    global cosine's; ``zero_shot_own`` the objective's own scorer's (FILIP's token-wise one)."""
     last = run.trainer.evals[-1] if run.trainer.evals else {}
+    scores = {"zero_shot": {t: last.get(t) for t in [*TASKS, "mean"]}, **analyse(run)}
+    scorer = run.objective.zero_shot_scorer
+    own = scores["zero_shot_filip"] if scorer == "token-wise" else scores["zero_shot"]
     return json.loads(json.dumps({"name": run.name, "method": run.method, "seed": run.seed, "preset": asdict(run.preset), "options": run.options,
             "hardware": hardware(run.trainer.device), "train_seconds": run.seconds,
             "pairs_seen": run.trainer.step * run.preset.batch_size, "filter_report": run.filter_report,
-            "recoveries": run.trainer.recoveries,
-            "zero_shot": {t: last.get(t) for t in [*TASKS, "mean"]}, **analyse(run), "evals": run.trainer.evals,
-            "torch": torch.__version__}))
+            "recoveries": run.trainer.recoveries, **scores, "scorer": scorer, "zero_shot_own": own,
+            "evals": run.trainer.evals, "torch": torch.__version__}))
 
 
-def _record(spec, runs_dir, device, progress, threads=None):
-    """The JSON record of ``spec``'s run: read when ``runs_dir`` has it, else trained."""
+def _record(spec, runs_dir, device, progress, threads=None, plugin=None):
+    """The JSON record of ``spec``'s run: read when ``runs_dir`` has it, else trained. ``plugin``:
+    the module that registers the objective, imported first in a fresh worker process."""
+    if plugin:
+        importlib.import_module(plugin)
     path = runs_dir and os.path.join(runs_dir, spec_name(**spec) + ".json")
     if path and os.path.exists(path):
         with open(path) as f:
@@ -316,7 +288,8 @@ def run_grid(specs, runs_dir="data/runs", device=None, jobs=1, progress=True):
         if jobs > 1 and len(wave) > 1:
             with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
                 threads = max(1, (os.cpu_count() or 1) // jobs)
-                futures = [pool.submit(_record, s, runs_dir, device, False, threads) for s in wave]
+                futures = [pool.submit(_record, s, runs_dir, device, False, threads,
+                                       objective_class(s["method"]).__module__) for s in wave]
                 records.update({id(s): f.result() for s, f in zip(wave, futures)})
         else:
             records.update({id(s): _record(s, runs_dir, device, progress) for s in wave})
@@ -411,16 +384,29 @@ def _assignments(pairs):
     return out
 
 
+def import_plugins(argv):
+    """Import the modules named by ``--import`` first, so the objectives they register are choices."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--import", dest="imports", nargs="*", default=[])
+    for module in pre.parse_known_args(argv)[0].imports:
+        importlib.import_module(module)
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    import_plugins(argv)
     parser = argparse.ArgumentParser(description="Train declip-lite runs or grids (cached) and summarise "
                                                  "zero-shot accuracy.")
-    parser.add_argument("names", nargs="+", choices=sorted(METHODS) + BENCHMARK + sorted(grids.GRIDS),
+    parser.add_argument("--import", dest="imports", nargs="*", default=[], metavar="MODULE",
+                        help="modules that register objectives of your own (declip_lite.register)")
+    parser.add_argument("names", nargs="+", choices=objective_names() + sorted(grids.GRIDS),
                         help="methods (with --preset/--seeds/--set) or whole grids (with --preset as their scale)")
     parser.add_argument("--preset", default="smoke", choices=sorted(PRESETS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="preset overrides, e.g. pairs=5000")
     parser.add_argument("--objective", nargs="*", default=[], metavar="OPTION=VALUE", help="e.g. exclude_self=true")
     parser.add_argument("--augmentation", default=None)
+    parser.add_argument("--methods", nargs="+", default=None, help="the methods a grid compares (default: its own)")
     parser.add_argument("--jobs", type=int, default=1, help="parallel training processes")
     parser.add_argument("--runs-dir", default="data/runs")
     parser.add_argument("--device", default=None)
@@ -439,7 +425,7 @@ def main(argv=None):
     specs = []
     for name in args.names:
         if name in grids.GRIDS:
-            specs += grids.grid(name, args.preset)
+            specs += grids.grid(name, args.preset, args.methods)
         else:
             specs += [dict(method=name, preset=args.preset, seed=s, **options) for s in args.seeds]
     records = run_grid(specs, args.runs_dir, device, args.jobs)

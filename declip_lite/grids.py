@@ -48,36 +48,40 @@ def spec(method, scale, seed, pairs=None, **options):
             **scale.overrides, "pairs": pairs or scale.small, **options}
 
 
-def grid(name, scale):
-    """The run specs of grid ``name`` at ``scale`` (a key of ``SCALES`` or a :class:`Scale`)."""
+def grid(name, scale, methods=None):
+    """The run specs of grid ``name`` at ``scale`` (a key of ``SCALES`` or a :class:`Scale`).
+    ``methods`` replaces the methods the grid compares: any registered objective, your own too."""
     if name not in GRIDS:
         raise ValueError(f"grid: unknown grid {name!r}; choose from {sorted(GRIDS)}")
     scale = SCALES[scale] if isinstance(scale, str) else scale
-    return GRIDS[name](scale)
+    return GRIDS[name](scale, methods)
 
 
-def _ablation(s):
-    singles = SINGLES if s.preset == "gpu" else []
-    return [spec(m, s, seed) for m in LADDER + singles for seed in s.seeds]
+def _ablation(s, methods):
+    methods = methods or LADDER + (SINGLES if s.preset == "gpu" else [])
+    return [spec(m, s, seed) for m in methods for seed in s.seeds]
 
 
-def _data_efficiency(s):  # the ablation's seeds at ``small``, ``curve_seeds`` elsewhere
-    return [spec(m, s, seed, n) for m in ("clip", "declip") for n in s.sizes
+def _data_efficiency(s, methods):  # the ablation's seeds at ``small``, ``curve_seeds`` elsewhere
+    return [spec(m, s, seed, n) for m in methods or ("clip", "declip") for n in s.sizes
             for seed in (s.seeds if n == s.small else s.curve_seeds)]
 
 
-def _equal_time(s):
-    return [spec("clip", s, seed, steps=s.overrides.get("steps", 0) * TIME_MULTIPLE) for seed in s.curve_seeds]
+def _equal_time(s, methods):
+    return [spec(m, s, seed, steps=s.overrides.get("steps", 0) * TIME_MULTIPLE) for m in methods or ["clip"]
+            for seed in s.curve_seeds]
 
 
-def _benchmark(s):
-    return [spec(m, s, seed, model=e) for e in ENCODERS for m in BENCHMARK_METHODS for seed in s.benchmark_seeds]
+def _benchmark(s, methods):
+    return [spec(m, s, seed, model=e) for e in ENCODERS for m in methods or BENCHMARK_METHODS
+            for seed in s.benchmark_seeds]
 
 
-def _data_quality(s):
-    clean = [spec("clip", s, seed) for seed in s.benchmark_seeds]
+def _data_quality(s, methods):
+    methods = methods or ["clip"]
+    clean = [spec(m, s, seed) for m in methods for seed in s.benchmark_seeds]
     noisy = [(p, 0.0) for p in s.noise_levels] + [(0.0, p) for p in s.noise_levels]
-    return clean + [spec("clip", s, seed, noise=n, filter_quantile=q) for n in noisy
+    return clean + [spec(m, s, seed, noise=n, filter_quantile=q) for m in methods for n in noisy
                     for q in (None, FILTER_QUANTILE) for seed in s.benchmark_seeds]
 
 
@@ -86,8 +90,9 @@ def text_layers(depth):
     return None if depth == TEXT_LAYERS else {"text_layers": depth}
 
 
-def _text_depth(s):
-    return [spec("clip", s, seed, model_overrides=text_layers(d)) for d in s.text_depths for seed in s.benchmark_seeds]
+def _text_depth(s, methods):
+    return [spec(m, s, seed, model_overrides=text_layers(d)) for m in methods or ["clip"] for d in s.text_depths
+            for seed in s.benchmark_seeds]
 
 
 GRIDS = {"ablation": _ablation, "data-efficiency": _data_efficiency, "equal-time": _equal_time,

@@ -16,7 +16,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import rng_state, set_rng_state, write_durably
-from .distributed import is_main, max_over_ranks, world
+from .distributed import is_main, world
+from .objectives.contract import encode
 from .recovery import LossCrash, StepBoundaryInterrupt, first_crash, give_up_message
 
 CHECKPOINT_VERSION = 3  # 2: the tokenizer is saved and checked on load; 3: loads with weights_only=True
@@ -70,20 +71,6 @@ def warmup_cosine(warmup, total):
             return (step + 1) / warmup
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
     return factor
-
-
-def encode(model, batch):
-    """Every image view in one call, every text view in one call; split back per view."""
-    V, B = batch["images"].shape[:2]
-    img = model.encode_image(batch["images"].flatten(0, 1))
-    names = list(batch["texts"])
-    tokens = torch.cat([batch["texts"][n] for n in names])
-    L = max_over_ranks(int((tokens != 0).sum(1).max()))  # trailing pads change nothing: trim them
-    txt = {**model.encode_text(tokens[:, :L]), "valid": tokens[:, :L] != 0}  # valid: not padding
-    return {"image": [{k: v[i * B:(i + 1) * B] for k, v in img.items()} for i in range(V)],
-            "text": {n: {k: v[i * B:(i + 1) * B] for k, v in txt.items()} for i, n in enumerate(names)},
-            "logit_scale": model.logit_scale, "ids": batch["ids"], "content": batch.get("content"),
-            "mlm_targets": None if "mlm_targets" not in batch else batch["mlm_targets"][:, :L]}
 
 
 class TrainStep(torch.nn.Module):

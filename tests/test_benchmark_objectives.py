@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from declip_lite import experiments
+from declip_lite import PairBatches, ShapeCaps, experiments
+from declip_lite.data.views import AUGMENTATIONS
 from declip_lite.models.clip import model_config
 from declip_lite.objectives import DeCLIP, DeFILIP, nt_xent, token_wise_logits
 from declip_lite.objectives.filip import select_tokens
@@ -83,6 +84,8 @@ def test_benchmark_objectives_train_a_step(method):
 
 @pytest.mark.parametrize("method, expected", [("clip", ["safe"]), ("declip", ["safe", "safe"]),
                                               ("slip", ["safe", "moco", "moco"])])
-def test_every_image_view_gets_one_augmentation(method, expected):
+def test_every_image_view_gets_one_augmentation_whoever_builds_the_batches(method, expected, tokenizer):
     objective = experiments.make_objective(method, model_config("rn-tiny", vocab_size=50), 50)
-    assert experiments.view_augmentations(objective, "safe") == expected
+    batches = PairBatches.for_objective(ShapeCaps(64), tokenizer, 16, objective, "safe")
+    assert [AUGMENTATIONS[name] for name in expected] == batches.augs
+    assert batches.batch(0)["images"].shape[0] == len(expected) and batches.text_views == objective.text_views

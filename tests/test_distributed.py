@@ -80,8 +80,7 @@ def _batch(method):
     tokenizer = shapecaps_tokenizer()
     config = model_config("vit-tiny", vocab_size=tokenizer.vocab_size)
     objective = experiments.make_objective(method, config, tokenizer.vocab_size)
-    views = experiments.view_augmentations(objective, "clip")
-    return PairBatches(ShapeCaps(64), tokenizer, B, objective.image_views, objective.text_views, views).batch(0)
+    return PairBatches.for_objective(ShapeCaps(64), tokenizer, B, objective).batch(0)
 
 
 @pytest.mark.timeout(240)

@@ -67,6 +67,13 @@ class PairBatches:
         self.left_right = torch.tensor([tokenizer.ids.get(w, tokenizer.unk_id) for w in ("left", "right")],
                                        device=self.device)
 
+    @classmethod
+    def for_objective(cls, dataset, tokenizer, batch_size, objective, augmentation="clip", **options):
+        """Batches with the image and text views ``objective`` declares: each image view gets the
+        objective's own augmentation (SLIP's strong views) or else ``augmentation``."""
+        per_view = [name or augmentation for name in objective.view_augmentations]
+        return cls(dataset, tokenizer, batch_size, len(per_view), objective.text_views, per_view, **options)
+
     @property
     def steps_per_epoch(self):
         return len(self.dataset) // (self.batch_size * world()[1])

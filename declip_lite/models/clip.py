@@ -30,6 +30,7 @@ class ModelConfig:
     vocab_size: int = 256
     eot_id: int = 2
     causal: bool = True
+    logit_scale_init: float = math.log(1 / 0.07)  # log(1/τ) at step 0: CLIP's τ = 0.07
 
 
 def image_width(config):
@@ -76,7 +77,7 @@ class CLIPModel(nn.Module):
             raise ValueError(f"ModelConfig.image={c.image!r}: expected 'resnet' or 'vit'")
         self.text = TextEncoder(c.vocab_size, c.context_length, c.text_width, c.text_layers, c.text_heads,
                                 c.embed_dim, c.causal)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.logit_scale = nn.Parameter(torch.tensor(float(c.logit_scale_init)))
 
     def encode_image(self, images):
         if images.ndim != 4 or images.shape[1] != 3:

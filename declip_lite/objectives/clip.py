@@ -5,10 +5,11 @@
 Each rank scores its local rows against the all-gathered batch, targets offset by rank * B.
 """
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from ..distributed import gather, world
+from .contract import Objective
+from .registry import register
 
 
 def _targets(n, device):
@@ -27,9 +28,9 @@ def contrastive_loss(image, text, logit_scale):
     return 0.5 * (one_way_loss(image, text, logit_scale) + one_way_loss(text, image, logit_scale))
 
 
-class CLIP(nn.Module):
+@register("clip")
+class CLIP(Objective):
     """The baseline: one image view, the clean caption."""
-    image_views, text_views = 1, ("caption",)
 
     def forward(self, enc):
         loss = contrastive_loss(enc["image"][0]["embed"], enc["text"]["caption"]["embed"], enc["logit_scale"])

@@ -9,19 +9,21 @@ only the CLIP weight is exactly :class:`~declip_lite.objectives.clip.CLIP`.
 ``masked_caption=True`` follows the reference quirk: T's CLIP feature comes from the
 MLM-masked caption (one text pass serves CLIP and MLM).
 """
-import torch.nn as nn
-
+from ..models.clip import image_width
 from .clip import contrastive_loss
+from .contract import Objective
 from .filip import FILIP
 from .mlm import MLMHead
 from .mvs import multi_view_loss
 from .nns import NNS
+from .registry import register
 from .simsiam import SimSiam
 
 WEIGHTS = {"clip": 0.4, "nns": 0.2, "simsiam": 0.2, "mlm": 0.2}
 
 
-class DeCLIP(nn.Module):
+@register("declip")
+class DeCLIP(Objective):
     def __init__(self, embed_dim, text_width, vocab_size, weights=None, mvs=True, masked_caption=True,
                  queue_size=4096, exclude_self=False, proj_dim=256, pred_dim=64, stop_gradient=True):
         super().__init__()
@@ -35,12 +37,18 @@ class DeCLIP(nn.Module):
         self.mlm = MLMHead(text_width, vocab_size) if on("mlm") else None
         self.nns = NNS(embed_dim, queue_size, exclude_self) if on("nns") else None
 
+    @classmethod
+    def build(cls, config, vocab_size, weights=None, mvs=True, masked_caption=True, queue_size=4096,
+              exclude_self=False, proj_dim=256, pred_dim=64, stop_gradient=True):
+        return cls(config.embed_dim, config.text_width, vocab_size, weights, mvs, masked_caption, queue_size,
+                   exclude_self, proj_dim, pred_dim, stop_gradient)
+
     def on(self, term):
         return self.weights[term] != 0
 
     @property
-    def image_views(self):
-        return 2 if self.mvs or self.on("simsiam") or self.on("nns") else 1
+    def view_augmentations(self):
+        return (None,) * (2 if self.mvs or self.on("simsiam") or self.on("nns") else 1)
 
     @property
     def caption_view(self):
@@ -68,14 +76,38 @@ class DeCLIP(nn.Module):
         return {"loss": loss, **{k: v.detach() for k, v in terms.items()}}
 
 
+# DeCLIP with some signals off (weights keep the reference's ratios to the CLIP term): one signal
+# each on top of CLIP, and the ablation ladder clip, +mvs, +ss, declip (the paper's Table 6)
+register("clip+iss", mvs=False, weights={"nns": 0, "mlm": 0})(DeCLIP)
+register("clip+tss", mvs=False, weights={"nns": 0, "simsiam": 0})(DeCLIP)
+register("clip+nns", mvs=False, weights={"simsiam": 0, "mlm": 0})(DeCLIP)
+register("clip+mvs", weights={"clip": 1.0, "nns": 0, "simsiam": 0, "mlm": 0})(DeCLIP)
+register("clip+mvs+ss", weights={"nns": 0})(DeCLIP)
+
+
+@register("defilip")
 class DeFILIP(DeCLIP):
     """DeCLIP + ``filip_weight`` x FILIP between image view 1's patches and the caption's tokens
-    (the CLIP-benchmark paper's strongest recipe; weight 0.2 there)."""
+    (the CLIP-benchmark paper's strongest recipe; weight 0.2 there). Scored by the global cosine;
+    its FILIP head also scores token-wise in the analysis."""
 
     def __init__(self, embed_dim, text_width, vocab_size, image_width, filip_weight=0.2, dense_dim=64, k=16,
                  **declip_options):
         super().__init__(embed_dim, text_width, vocab_size, **declip_options)
         self.filip, self.filip_weight = FILIP(image_width, text_width, dense_dim, k), filip_weight
+
+    @classmethod
+    def build(cls, config, vocab_size, filip_weight=0.2, dense_dim=64, k=16, **declip_options):
+        return cls(config.embed_dim, config.text_width, vocab_size, image_width(config), filip_weight, dense_dim, k,
+                   **declip_options)
+
+    @classmethod
+    def options(cls):
+        return {**DeCLIP.options(), **Objective.options.__func__(cls)}
+
+    @property
+    def zero_shot_head(self):
+        return self.filip
 
     def forward(self, enc):
         out = super().forward(enc)

@@ -18,6 +18,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..distributed import gather, world
+from ..models.clip import image_width
+from .contract import Objective
+from .registry import register
 
 
 def select_tokens(x, y, valid, k):
@@ -41,14 +44,23 @@ def token_wise_logits(x, y, keep_x, keep_y, scale):
     return i2t, t2i.T
 
 
-class FILIP(nn.Module):
-    image_views, text_views = 1, ("caption",)
+@register("filip")
+class FILIP(Objective):
+    zero_shot_scorer = "token-wise"  # scored as it is trained (FILIP paper), not by the global cosine
 
     def __init__(self, image_width, text_width, dense_dim=64, k=16):
         super().__init__()
         self.image_proj, self.text_proj = nn.Linear(image_width, dense_dim), nn.Linear(text_width, dense_dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         self.k = k
+
+    @classmethod
+    def build(cls, config, vocab_size, dense_dim=64, k=16):
+        return cls(image_width(config), config.text_width, dense_dim, k)
+
+    @property
+    def zero_shot_head(self):
+        return self
 
     def loss(self, image_tokens, text_tokens, valid):
         x = F.normalize(self.image_proj(image_tokens), dim=-1)

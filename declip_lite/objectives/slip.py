@@ -10,11 +10,13 @@ feature f. View 0 is the run's weak (CLIP) view; views 1 and 2 are strong SimCLR
 augmentations that falsify ShapeCaps captions are harmless here.
 """
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from ..distributed import gather, world
+from ..models.clip import image_width
 from .clip import contrastive_loss
+from .contract import Objective
+from .registry import register
 from .simsiam import _mlp
 
 
@@ -32,14 +34,18 @@ def nt_xent(a, b, temperature=0.1):
     return F.cross_entropy(logits, partner)
 
 
-class SLIP(nn.Module):
-    image_views, text_views = 3, ("caption",)
+@register("slip")
+class SLIP(Objective):
     view_augmentations = (None, "moco", "moco")  # None: the run's augmentation
 
     def __init__(self, feature_dim, hidden=512, out=128, temperature=0.1):
         super().__init__()
         self.head = _mlp([feature_dim, hidden, hidden, out], last_bn=False)
         self.temperature = temperature
+
+    @classmethod
+    def build(cls, config, vocab_size, hidden=512, out=128, temperature=0.1):
+        return cls(image_width(config), hidden, out, temperature)
 
     def forward(self, enc):
         base, v1, v2 = enc["image"]

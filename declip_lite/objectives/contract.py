@@ -1,0 +1,74 @@
+"""The contract between the Trainer and an objective: what goes in, what comes out.
+
+**In: the encoded batch** ``enc``, built by :func:`encode` from a :class:`PairBatches` batch.
+
+- ``enc["image"]``: one dict per image view, in the order of ``view_augmentations``, each with
+  ``"embed"`` (B, D: the joint-space embedding, not normalised), ``"pooled"`` (B, W: the image
+  feature before the projection) and ``"tokens"`` (B, N, W: patch / grid tokens).
+- ``enc["text"][view]`` for every name in ``text_views`` ("caption", "masked", "eda"): ``"embed"``
+  (B, D), ``"tokens"`` (B, L, W: per-position states) and ``"valid"`` (B, L: not padding).
+- ``enc["logit_scale"]``: the model's learnable log-scale; ``s = logit_scale.exp()`` is 1/τ.
+  It starts at ``ModelConfig.logit_scale_init`` (log 1/0.07) and the Trainer clamps it to
+  ``TrainConfig.logit_scale_clamp`` ([3, 6], the reference) after every step.
+- ``enc["ids"]`` (B,) sample indices, ``enc["content"]`` (B,) what each image shows (or None),
+  ``enc["mlm_targets"]`` (B, L) when a "masked" view was asked for, else None.
+
+**Out: a dict of named terms.** ``"loss"`` is what the Trainer back-propagates; every other entry
+is a detached scalar (a term or a diagnostic) that the history logs under its own name.
+
+**Declared on the class** (read by batches, the registry, the run layer and zero-shot):
+``view_augmentations`` (one entry per image view: an augmentation name, or None for the run's
+own), ``text_views``, ``zero_shot_scorer`` ("global" cosine, or "token-wise" through
+``zero_shot_head``), and ``build(config, vocab_size, **options)``, whose keyword defaults are the
+objective's options. Register the class with :func:`~declip_lite.objectives.registry.register`.
+"""
+import inspect
+
+import torch
+import torch.nn as nn
+
+from ..distributed import max_over_ranks
+
+
+class Objective(nn.Module):
+    """Base of every objective: one CLIP-style image view and the caption unless it says otherwise."""
+    view_augmentations = (None,)
+    text_views = ("caption",)
+    zero_shot_scorer = "global"
+
+    @property
+    def image_views(self):
+        return len(self.view_augmentations)
+
+    @property
+    def zero_shot_head(self):
+        """The module that scores zero-shot token-wise (FILIP's), or None for the global cosine."""
+        return None
+
+    @classmethod
+    def build(cls, config, vocab_size):
+        """The objective for a model of ``config`` and a tokenizer of ``vocab_size`` words."""
+        return cls()
+
+    @classmethod
+    def options(cls):
+        """{option: default} that ``build`` takes beyond the model config and the vocabulary."""
+        params = list(inspect.signature(cls.build).parameters.values())[2:]
+        return {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY or p.default is not p.empty}
+
+    def forward(self, enc):
+        raise NotImplementedError(f"{type(self).__name__}.forward(enc) must return {{'loss': ..., ...}}")
+
+
+def encode(model, batch):
+    """Every image view in one call, every text view in one call; split back per view."""
+    V, B = batch["images"].shape[:2]
+    img = model.encode_image(batch["images"].flatten(0, 1))
+    names = list(batch["texts"])
+    tokens = torch.cat([batch["texts"][n] for n in names])
+    L = max_over_ranks(int((tokens != 0).sum(1).max()))  # trailing pads change nothing: trim them
+    txt = {**model.encode_text(tokens[:, :L]), "valid": tokens[:, :L] != 0}  # valid: not padding
+    return {"image": [{k: v[i * B:(i + 1) * B] for k, v in img.items()} for i in range(V)],
+            "text": {n: {k: v[i * B:(i + 1) * B] for k, v in txt.items()} for i, n in enumerate(names)},
+            "logit_scale": model.logit_scale, "ids": batch["ids"], "content": batch.get("content"),
+            "mlm_targets": None if "mlm_targets" not in batch else batch["mlm_targets"][:, :L]}

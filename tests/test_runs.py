@@ -1,0 +1,75 @@
+"""The run layer takes any registered objective: an instructor's own loss, defined in this file
+alone, trains, caches and summarises through ``experiments.train``, the CLI and a grid; the
+README's API example and "your own objective" section run as written."""
+import pathlib
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from declip_lite import Objective, experiments, grids, register
+from declip_lite.objectives import objective_names
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TINY = dict(pairs=64, batch_size=16, steps=3, warmup=1, eval_n=16)
+
+
+@register("siglip")
+class SigLIP(Objective):
+    """The sigmoid loss (Zhai et al. 2023): one binary match / no-match term per image-text pair."""
+
+    def __init__(self, bias=-10.0):
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.tensor(bias))
+
+    @classmethod
+    def build(cls, config, vocab_size, bias=-10.0):
+        return cls(bias)
+
+    def forward(self, enc):
+        i, t = (F.normalize(e, dim=-1) for e in (enc["image"][0]["embed"], enc["text"]["caption"]["embed"]))
+        logits = enc["logit_scale"].exp() * i @ t.T + self.bias
+        labels = 2 * torch.eye(len(i), device=i.device) - 1
+        loss = -F.logsigmoid(labels * logits).sum() / len(i)
+        return {"loss": loss, "siglip": loss.detach()}
+
+
+def test_an_objective_defined_in_a_test_file_trains_caches_and_summarises(tmp_path, capsys):
+    assert "siglip" in objective_names()
+    run = experiments.train("siglip", "smoke", 0, runs_dir=str(tmp_path), device="cpu", progress=False,
+                            objective_options={"bias": -5.0}, **TINY)
+    assert run.record["method"] == "siglip" and "siglip" in run.trainer.history[0]
+    assert run.objective.bias.requires_grad and run.record["options"]["objective"] == {"bias": -5.0}
+    cached = experiments.train("siglip", "smoke", 0, runs_dir=str(tmp_path), device="cpu", progress=False,
+                               objective_options={"bias": -5.0}, **TINY)
+    assert cached.record == run.record and cached.trainer.step == TINY["steps"]  # read, not retrained
+
+    sets = [f"{k}={v}" for k, v in TINY.items()]
+    experiments.main(["siglip", "--preset", "smoke", "--runs-dir", str(tmp_path), "--device", "cpu", "--set", *sets])
+    assert re.search(r"^siglip\s", capsys.readouterr().out, re.M)
+
+    scale = grids.Scale("smoke", (0,), (64,), 64, TINY, benchmark_seeds=(0,))
+    records = experiments.run_grid(grids.grid("benchmark", scale, methods=["siglip"]), str(tmp_path), "cpu",
+                                   progress=False)
+    rows = experiments.summarise(records)
+    assert sorted((r["method"], r["encoder"]) for r in rows) == [("siglip", "rn-tiny"), ("siglip", "vit-tiny")]
+
+
+def test_an_unknown_objective_option_is_named():
+    with pytest.raises(TypeError, match=r"make_objective\('siglip'\): unknown option\(s\) \['bais'\]; SigLIP takes \['bias'\]"):
+        experiments.build("siglip", "smoke", 0, device="cpu", objective_options={"bais": 1.0}, **TINY)
+
+
+def readme_block(heading):
+    """The first python block after ``heading`` in the README."""
+    text = (ROOT / "README.md").read_text()
+    return re.search(r"```python\n(.*?)```", text[text.index(heading):], re.S).group(1)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("heading", ["## The library in ten lines", "## Your own objective"])
+def test_the_readme_examples_run_as_written(heading, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # they write data/runs/ where they run
+    exec(compile(readme_block(heading), f"README.md {heading}", "exec"), {})
+    assert (tmp_path / "data" / "runs").is_dir()
