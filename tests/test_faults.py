@@ -24,6 +24,7 @@ from test_train import tiny_run
 RUN = """
 import os, signal, sys
 from declip_lite import experiments, train
+from declip_lite.runs import cache
 runs_dir, fault, at = sys.argv[1], sys.argv[2], int(sys.argv[3])
 T = train.Trainer
 
@@ -44,8 +45,8 @@ elif fault == "final_eval":  # inside the last evaluation, after the last period
     evaluate = T.evaluate
     T.evaluate = lambda self: die() if self.step == at else evaluate(self)
 elif fault == "json":  # after the checkpoint, history and per-task files, before the run's JSON
-    save_json = experiments.save_json
-    experiments.save_json = lambda obj, path: die() if ".zero_shot" not in path else save_json(obj, path)
+    save_json = cache.save_json
+    cache.save_json = lambda obj, path: die() if ".zero_shot" not in path else save_json(obj, path)
 run = experiments.build("clip", "smoke", 0, device="cpu", pairs=64, batch_size=16, steps=12, warmup=2, eval_n=16,
                         eval_every=4)
 run.trainer.config.checkpoint_every, run.trainer.config.flush_every = 4, 2

@@ -17,6 +17,7 @@ from declip_lite.evaluate import linear_probe, token_wise_scores, word_patch_sim
 from declip_lite.filtering import keep_matched, separation
 from declip_lite.models.clip import CLIPModel, model_config
 from declip_lite.objectives import FILIP
+from declip_lite.train import Trainer
 
 TINY = dict(pairs=96, batch_size=32, steps=2, warmup=1, eval_n=16)
 
@@ -132,7 +133,7 @@ def test_every_grid_is_well_formed_at_every_scale():
 
 def test_step_seconds_times_the_steps_it_is_asked_to_even_with_a_preset_steps_override(monkeypatch):
     calls = []
-    monkeypatch.setattr(experiments.Trainer, "train_step", lambda self: calls.append(1))
+    monkeypatch.setattr(Trainer, "train_step", lambda self: calls.append(1))
     assert experiments.step_seconds("clip", "smoke", timed_steps=3, warmup_steps=2, device="cpu", **TINY) >= 0
     assert len(calls) == 5  # TINY's steps=2 is the run's length, not the timing's
 
