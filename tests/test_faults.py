@@ -15,6 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
+from declip_lite import experiments
 from declip_lite.data.captioned import BadInput, CaptionedImages, read_csv, read_webdataset
 from declip_lite.text.tokenizer import BPETokenizer
 from declip_lite.checkpoint import RunLock
@@ -136,6 +137,11 @@ def test_a_second_process_on_the_same_run_is_refused_naming_the_holder(tmp_path)
                 pass
     with RunLock(str(tmp_path / "run")):  # released with its holder
         pass
+    run = tiny_run(steps=2)
+    with RunLock(str(tmp_path / run.name)):  # what a second `make run` meets while the first trains
+        with pytest.raises(RuntimeError, match="this run is being trained by pid"):
+            experiments.fit(run, str(tmp_path), progress=False)
+    assert not (tmp_path / f"{run.name}.pt").exists()
 
 
 def test_special_token_text_in_a_caption_never_becomes_a_special_id():

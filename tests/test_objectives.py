@@ -147,3 +147,11 @@ def test_declip_sums_its_weighted_terms():
     t = enc["text"]["masked"]["embed"]
     assert torch.isclose(out["clip"], multi_view_loss([v["embed"] for v in enc["image"]], [t, enc["text"]["eda"]["embed"]],
                                                       enc["logit_scale"]))
+
+
+def test_queue_age_ranks_slots_from_oldest_to_newest():
+    q = NNQueue(3, size=4)
+    q.enqueue(torch.randn(2, 3), ids=torch.tensor([10, 11]))
+    q.enqueue(torch.randn(3, 3), ids=torch.tensor([12, 13, 14]))  # wraps: slot 0 now holds 14, slot 1 is oldest (11)
+    assert q.age().tolist() == [3, 0, 1, 2]
+    assert q.ids[q.age().argsort()].tolist() == [11, 12, 13, 14]

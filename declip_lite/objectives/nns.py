@@ -40,6 +40,10 @@ class NNQueue(nn.Module):
         best, where = self.similarities(text, ids).max(1)
         return self.features[where], best, where
 
+    def age(self):
+        """(size,) each slot's age rank: 0 = the oldest entry, size - 1 = the newest."""
+        return (torch.arange(len(self.ids), device=self.ids.device) - self.ptr) % len(self.ids)
+
     @torch.no_grad()
     def enqueue(self, text, ids=None, content=None):
         n, size = len(text), len(self.features)
