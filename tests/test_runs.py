@@ -73,3 +73,36 @@ def test_the_readme_examples_run_as_written(heading, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # they write data/runs/ where they run
     exec(compile(readme_block(heading), f"README.md {heading}", "exec"), {})
     assert (tmp_path / "data" / "runs").is_dir()
+
+
+def test_every_train_config_field_is_reachable_and_names_the_run():
+    plain = experiments.build("clip", "smoke", 0, device="cpu", **TINY)
+    clipped = experiments.build("clip", "smoke", 0, device="cpu", train_overrides={"grad_clip": 0.5}, **TINY)
+    assert clipped.trainer.config.grad_clip == 0.5 and plain.trainer.config.grad_clip == 1.0
+    assert clipped.name != plain.name and "train" not in plain.options  # older runs keep their names
+
+
+@pytest.mark.parametrize("setting, message", [
+    (["steps=abc"], r"--set steps='abc': steps must be int"),
+    (["queue_size=10"], r"--set queue_size: preset has no field 'queue_size'; it belongs to objective\.queue_size"),
+    (["train.pairs=10"], r"--set train\.pairs: set pairs in the preset"),
+    (["objective.exclude_self=1"], r"--set objective\.exclude_self=1: exclude_self must be bool"),
+    (["gpu.x=1"], r"--set gpu\.x: no section 'gpu'"),
+])
+def test_a_misplaced_or_mistyped_setting_is_named(setting, message):
+    with pytest.raises(SystemExit, match=message):
+        experiments.main(["declip", "--preset", "smoke", "--device", "cpu", "--set", *setting])
+
+
+def test_cli_settings_reach_their_sections():
+    from declip_lite.runs.cli import run_options
+
+    class Args:
+        augmentation, objective = None, ["queue_size=64"]
+        set = ["pairs=500", "train.grad_clip=0.25", "model.text_layers=1", "objective.exclude_self=true"]
+    options = run_options(Args, "declip")
+    assert options["pairs"] == 500 and options["train_overrides"] == {"grad_clip": 0.25}
+    assert options["model_overrides"] == {"text_layers": 1}
+    assert options["objective_options"] == {"exclude_self": True, "queue_size": 64}
+    with pytest.raises(ValueError, match=r"it belongs to objective\.queue_size"):
+        experiments.build("declip", "smoke", 0, device="cpu", queue_size=5)  # the Python API names it too

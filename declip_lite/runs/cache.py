@@ -1,0 +1,51 @@
+"""Load-or-train: a finished run is read from ``runs_dir``, an unfinished one resumed, a new one
+trained; the filter's scorer first. Safe at every instant (see ``fit``)."""
+import contextlib
+import json
+import os
+
+from ..checkpoint import RunLock
+from ..distributed import is_main
+from ..evaluate import save_json, zero_shot
+from .analysis import result
+from .build import build, run_label
+from .config import scorer_spec
+
+
+def train(method="clip", preset="smoke", seed=0, runs_dir="data/runs", progress=True, **options):
+    """Build and train a run, or load it when ``runs_dir`` already holds it finished.
+
+    With ``filter_quantile``, a CLIP scorer is first trained (or loaded) on another draw of the
+    same noisy data (seed ``SCORER_SEED``), then filters this run's pairs."""
+    if options.get("filter_quantile") is not None:
+        options["scorer"] = train(**scorer_spec(dict(preset=preset, **options)), runs_dir=runs_dir, progress=progress)
+    return fit(build(method, preset, seed, **options), runs_dir, progress)
+
+
+def fit(run, runs_dir="data/runs", progress=True):
+    """Train ``run`` to its preset's steps and write its JSON result, resuming from ``runs_dir``.
+
+    Safe at every instant: the final evaluation is part of the checkpoint, and the JSON (written
+    last, after the history and per-task files) marks a finished run. A run killed anywhere is
+    finished by the next call with the numbers of an uninterrupted run; a second process on the
+    same run is refused (``RunLock``)."""
+    if not runs_dir:
+        run.trainer.fit(progress=progress, label=run_label(run))
+        run.seconds, run.record = run.trainer.train_seconds, result(run)
+        return run
+    path = os.path.join(runs_dir, run.name)
+    with RunLock(path) if is_main() else contextlib.nullcontext():
+        if os.path.exists(path + ".pt"):
+            run.trainer.load(path + ".pt")
+        if os.path.exists(path + ".json") and run.trainer.step >= run.preset.steps:
+            with open(path + ".json") as f:
+                run.record = json.load(f)
+            return run
+        run.trainer.fit(checkpoint=path + ".pt", progress=progress, label=run_label(run))
+        run.seconds, run.record = run.trainer.train_seconds, result(run)
+        if is_main():
+            run.trainer.save_history(path + ".history.json")
+            for name, task in run.tasks.items():  # one JSON per (run, task), with the confusion matrix
+                save_json(zero_shot(run.model, run.tokenizer, task), os.path.join(path + ".zero_shot", f"{name}.json"))
+            save_json(run.record, path + ".json")
+    return run

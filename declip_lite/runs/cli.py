@@ -1,0 +1,93 @@
+"""``python -m declip_lite.experiments``: methods or whole grids, cached, summarised over seeds."""
+import argparse
+import importlib
+import json
+import sys
+
+from .. import grids
+from ..distributed import init_from_env
+from ..evaluate import save_json
+from ..objectives import objective_names
+from .analysis import summarise
+from .config import PRESETS, SettingError, sections
+from .pipelines import train_csv
+from .pool import run_grid
+
+
+def _assignments(pairs):
+    """["k=v", ...] -> {k: v} with v parsed as JSON when it can be (numbers, booleans, lists)."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"expected KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def run_options(args, method):
+    """``train`` arguments from ``--set`` (``pairs=2000``, ``train.grad_clip=0.5``, ``model.text_layers=1``,
+    ``objective.exclude_self=true``), ``--objective`` and ``--augmentation``; a misplaced key stops here."""
+    try:
+        routed = sections({**_assignments(args.set), **{f"objective.{k}": v for k, v in
+                                                         _assignments(args.objective).items()}}, method)
+    except SettingError as e:
+        raise SystemExit(f"--set {e}") from None
+    return dict(augmentation=args.augmentation, **routed["preset"], model_overrides=routed["model"] or None,
+                objective_options=routed["objective"] or None, train_overrides=routed["train"] or None)
+
+
+def import_plugins(argv):
+    """Import the modules named by ``--import`` first, so the objectives they register are choices."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--import", dest="imports", nargs="*", default=[])
+    for module in pre.parse_known_args(argv)[0].imports:
+        importlib.import_module(module)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    import_plugins(argv)
+    parser = argparse.ArgumentParser(description="Train declip-lite runs or grids (cached) and summarise "
+                                                 "zero-shot accuracy.")
+    parser.add_argument("--import", dest="imports", nargs="*", default=[], metavar="MODULE",
+                        help="modules that register objectives of your own (declip_lite.register)")
+    parser.add_argument("names", nargs="+", choices=objective_names() + sorted(grids.GRIDS),
+                        help="methods (with --preset/--seeds/--set) or whole grids (with --preset as their scale)")
+    parser.add_argument("--preset", default="smoke", choices=sorted(PRESETS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--set", nargs="*", default=[], metavar="[SECTION.]FIELD=VALUE",
+                        help="pairs=5000 (preset), train.grad_clip=0.5, model.text_layers=1, objective.exclude_self=true")
+    parser.add_argument("--objective", nargs="*", default=[], metavar="OPTION=VALUE", help="e.g. exclude_self=true")
+    parser.add_argument("--augmentation", default=None)
+    parser.add_argument("--methods", nargs="+", default=None, help="the methods a grid compares (default: its own)")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel training processes")
+    parser.add_argument("--runs-dir", default="data/runs")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--summary", default=None, help="write the mean/std table and run records here (JSON)")
+    parser.add_argument("--csv", default=None, help="train the (one) method on this CSV of image files instead")
+    parser.add_argument("--csv-keys", nargs=2, default=["filepath", "title"], metavar=("IMAGE", "CAPTION"))
+    args = parser.parse_args(argv)
+    device = args.device or init_from_env()  # joins the process group under torchrun
+    if args.csv:  # --set: preset fields, train.* fields and train_csv's own (vocab_size, on_error, ...)
+        settings = _assignments(args.set)
+        train = {k: v for k, v in settings.items() if k.startswith("train.")}
+        train_csv(args.csv, args.names[0], args.preset, args.seeds[0], args.runs_dir, device, *args.csv_keys,
+                  train_overrides=sections(train, args.names[0])["train"] or None,
+                  **{k: v for k, v in settings.items() if k not in train})
+        return
+    specs = []
+    for name in args.names:
+        if name in grids.GRIDS:
+            specs += grids.grid(name, args.preset, args.methods)
+        else:
+            specs += [dict(method=name, preset=args.preset, seed=s, **run_options(args, name)) for s in args.seeds]
+    records = run_grid(specs, args.runs_dir, device, args.jobs)
+    for row in summarise(records):
+        print(f"{row['method']:12s} {row['pairs']:6d} {json.dumps(row['options'])[:60]:60s} "
+              + "  ".join(f"{k} {row[k][0]:.3f}±{row[k][1]:.3f}" for k in ["shape", "mean"]))
+    if args.summary:
+        save_json({"hardware": records[0]["hardware"], "runs": records}, args.summary)
