@@ -3,7 +3,8 @@ the last good state, lower the learning rate, and go on; give up after a few tri
 Ctrl-C: stop at the end of the current step.
 
 A spike is a loss above ``spike_factor`` times the median of the recent losses (the reference
-watches for the same two faults; its remedy also lowers the learning rate).
+watches for the same two faults; its remedy also lowers the learning rate). Under torchrun a
+crash stops the run instead, naming the step: every rank would have to agree to go back.
 """
 import math
 import signal

@@ -174,7 +174,9 @@ class Trainer:
             while self.step < total and not interrupt.requested:
                 try:
                     self._fit_step(total, checkpoint, bar)
-                except LossCrash as crash:
+                except LossCrash as crash:  # one process: recover; under torchrun every rank would have to agree
+                    if world()[1] > 1:
+                        raise FloatingPointError(f"{crash}; resume from the last checkpoint") from None
                     self._recover(crash)
                     bar.n = self.step
                     bar.refresh()
@@ -204,8 +206,9 @@ class Trainer:
             self.save(checkpoint)
 
     def _snapshot(self):
+        """The last good state, in memory, for loss-crash recovery (one process only)."""
         self._flush()
-        return copy.deepcopy(self.state_dict())
+        return copy.deepcopy(self.state_dict()) if world()[1] == 1 else None
 
     def _recover(self, crash):
         """Back to the last good state with a lower learning rate, or stop after ``max_recoveries``."""
