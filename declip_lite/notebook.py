@@ -54,3 +54,17 @@ def setup(fig_dir=None, **parameters):
     if fig_dir is not None:
         os.makedirs(fig_dir, exist_ok=True)
     return checked.get("DEVICE", pick_device(None))
+
+
+def by_device(smoke, device, choice=None):
+    """Notebooks 01, 07, 08: ``choice`` when given, else "smoke", "gpu" on CUDA, "cpu" otherwise
+    (a preset of ``experiments.PRESETS`` or a scale of ``grids.SCALES``)."""
+    return choice or ("smoke" if smoke else "gpu" if device.type == "cuda" else "cpu")
+
+
+def small_data(smoke):
+    """Notebooks 02-06: (preset, overrides) of the small-data regime where extra supervision pays,
+    2,000 pairs x 1,200 steps of 128, the same on a CPU and a GPU; seconds of training when ``smoke``."""
+    from .runs.config import SMALL_DATA
+
+    return ("smoke", dict(batch_size=64, steps=40)) if smoke else ("cpu", dict(SMALL_DATA))

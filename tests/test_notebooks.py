@@ -66,3 +66,11 @@ def test_every_notebook_states_the_costs_measured_in_results():
         first = "".join(json.loads(path.read_text())["cells"][0]["source"])
         assert first.endswith(run_notebooks.cost_paragraph(costs, path.stem)), \
             f"{path.name}: its cost line differs from {run_notebooks.COSTS.name}; run notebooks/run.py --write-costs"
+
+
+def test_the_setup_helpers_pick_a_preset_by_device_and_one_small_data_regime_everywhere():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert [notebook.by_device(False, d) for d in (cpu, cuda)] == ["cpu", "gpu"]
+    assert notebook.by_device(True, cuda) == "smoke" and notebook.by_device(False, cpu, "gpu") == "gpu"
+    assert notebook.small_data(False) == ("cpu", {"pairs": 2000, "steps": 1200})
+    assert notebook.small_data(True)[0] == "smoke"
