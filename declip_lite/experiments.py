@@ -10,20 +10,18 @@ This module is the experiment layer's one door; its rooms are in ``declip_lite/r
 ``cache`` (load or train), ``pool`` (grids in parallel), ``pipelines`` (CSV data, torchrun) and
 ``cli``.
 """
-from .evaluate import save_json
-from .objectives import make_objective, objective_names
-from .runs.analysis import PROBE_SEED_OFFSET, analyse, result, summarise
-from .runs.build import Run, build, hardware, make_trainer, run_label, step_seconds
+from .objectives import make_objective
+from .runs.analysis import result, summarise
+from .runs.build import build, hardware, make_trainer, run_label, step_seconds
 from .runs.cache import fit, train
 from .runs.cli import main
-from .runs.config import PRESETS, SCORER_SEED, SMALL_DATA, Preset, run_name, scorer_spec, spec_name
+from .runs.config import PRESETS, SMALL_DATA, scorer_spec, spec_name
 from .runs.pipelines import train_csv
 from .runs.pool import run_grid
 
 __all__ = [
-    "PRESETS", "PROBE_SEED_OFFSET", "Preset", "Run", "SCORER_SEED", "SMALL_DATA", "analyse", "build", "fit",
-    "hardware", "main", "make_objective", "make_trainer", "objective_names", "result", "run_grid", "run_label",
-    "run_name", "save_json", "scorer_spec", "spec_name", "step_seconds", "summarise", "train", "train_csv",
+    "PRESETS", "SMALL_DATA", "build", "fit", "hardware", "main", "make_objective", "make_trainer", "result",
+    "run_grid", "run_label", "scorer_spec", "spec_name", "step_seconds", "summarise", "train", "train_csv",
 ]
 
 if __name__ == "__main__":

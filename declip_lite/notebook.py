@@ -8,6 +8,7 @@ import os
 
 import torch
 
+from .runs.config import SMALL_DATA
 from .train import pick_device
 
 
@@ -65,6 +66,4 @@ def by_device(smoke, device, choice=None):
 def small_data(smoke):
     """Notebooks 02-06: (preset, overrides) of the small-data regime where extra supervision pays,
     2,000 pairs x 1,200 steps of 128, the same on a CPU and a GPU; seconds of training when ``smoke``."""
-    from .runs.config import SMALL_DATA
-
     return ("smoke", dict(batch_size=64, steps=40)) if smoke else ("cpu", dict(SMALL_DATA))

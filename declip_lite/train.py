@@ -206,9 +206,13 @@ class Trainer:
             self.save(checkpoint)
 
     def _snapshot(self):
-        """The last good state, in memory, for loss-crash recovery (one process only)."""
+        """The last good state, in memory, for loss-crash recovery (one process only). The history
+        and evaluations only grow, so their lengths stand in for a copy of them."""
         self._flush()
-        return copy.deepcopy(self.state_dict()) if world()[1] == 1 else None
+        if world()[1] > 1:
+            return None
+        state = {k: v for k, v in self.state_dict().items() if k not in ("history", "evals", "tokenizer")}
+        return {**copy.deepcopy(state), "history": len(self.history), "evals": len(self.evals)}
 
     def _recover(self, crash):
         """Back to the last good state with a lower learning rate, or stop after ``max_recoveries``."""
@@ -219,7 +223,8 @@ class Trainer:
         recoveries = self.recoveries + [{"step": crash.step, "loss": crash.loss, "kind": crash.kind,
                                          "resumed_from": self._good["step"], "lr_scale": lr_scale}]
         self._pending = []
-        self._restore(copy.deepcopy(self._good))
+        good = copy.deepcopy({k: v for k, v in self._good.items() if k not in ("history", "evals")})
+        self._restore({**good, "history": self.history[:self._good["history"]], "evals": self.evals[:self._good["evals"]]})
         self.recoveries, self.lr_scale = recoveries, lr_scale
         self._apply_lr_scale()
         self._tick = time.perf_counter()

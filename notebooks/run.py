@@ -5,6 +5,7 @@ machine, commit and command); `--write-costs` puts those times into each noteboo
 """
 import argparse
 import json
+import os
 import pathlib
 import platform
 import subprocess
@@ -64,7 +65,7 @@ def record(seconds, path):
     costs = json.loads(path.read_text()) if path.exists() else {"full_seconds": {}, "gpu": "not measured yet"}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     costs.update(smoke_seconds={k: round(v, 1) for k, v in seconds.items()}, commit=commit,
-                 hardware=f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores",
+                 hardware=f"{platform.machine()}, {os.cpu_count()} CPU cores",
                  command="python " + " ".join(sys.argv))
     path.write_text(json.dumps(costs, indent=1) + "\n")
 

@@ -28,7 +28,7 @@ def objective_class(name):
 
 def make_objective(name, config, vocab_size, **options):
     """The objective registered as ``name`` for a model of ``config``; ``options`` override its defaults."""
-    cls, defaults = OBJECTIVES[name] if name in OBJECTIVES else (objective_class(name), {})
+    cls, defaults = objective_class(name), OBJECTIVES[name][1]
     unknown = set(options) - set(cls.options())
     if unknown:
         raise TypeError(f"make_objective({name!r}): unknown option(s) {sorted(unknown)}; "
