@@ -1,6 +1,6 @@
 """The experiment grids of notebooks 07 (the DeCLIP reproduction) and 08 (the CLIP-benchmark).
 
-A grid is a list of run specs (``experiments.train`` arguments) at one of three scales: "smoke"
+A grid is a list of run configurations (:class:`RunConfig`) at one of three scales: "smoke"
 (CI, seconds a run, numbers meaningless), "cpu" (fewer points and seeds; 17 runs for notebook 07
 and 24 for 08, about 50 and 60 minutes on 2 cores with ``--jobs 2``) and "gpu" (the full grids,
 3 seeds, on one H100). Every scale
@@ -10,6 +10,7 @@ epochs (77 at gpu scale, 40 at cpu scale).
 from dataclasses import dataclass, field
 
 from .models.clip import CONFIGS
+from .runs.config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,12 @@ TEXT_LAYERS = CONFIGS["rn-tiny"].text_layers  # that point of the depth sweep is
 
 
 def spec(method, scale, seed, pairs=None, **options):
-    return {"method": method, "preset": scale.preset, "seed": seed,
-            **scale.overrides, "pairs": pairs or scale.small, **options}
+    """The :class:`RunConfig` of one run of a grid at ``scale`` (``options``: ``RunConfig.of``'s)."""
+    return RunConfig.of(method, scale.preset, seed, **{**scale.overrides, "pairs": pairs or scale.small, **options})
 
 
 def grid(name, scale, methods=None):
-    """The run specs of grid ``name`` at ``scale`` (a key of ``SCALES`` or a :class:`Scale`).
+    """The run configurations of grid ``name`` at ``scale`` (a key of ``SCALES`` or a :class:`Scale`).
     ``methods`` replaces the methods the grid compares: any registered objective, your own too."""
     if name not in GRIDS:
         raise ValueError(f"grid: unknown grid {name!r}; choose from {sorted(GRIDS)}")

@@ -1,25 +1,11 @@
-"""From run records (``experiments.result`` dicts) to the numbers notebooks 07-08 report:
-rows picked by setting, mean ± std tables, the data multiple, equal-time interpolation."""
+"""From run summaries (``Records.summarise``) to the numbers notebooks 07-08 report: mean ± std
+tables, the data multiple, equal-time interpolation."""
 import math
 
 import numpy as np
 
 
-def select(rows, **where):
-    """The summary rows whose fields (or ``options`` entries) equal every ``where`` value."""
-    def value(row, key):
-        return row[key] if key in row else row["options"].get(key)
-    return [r for r in rows if all(value(r, k) == v for k, v in where.items())]
-
-
-def one(rows, **where):
-    found = select(rows, **where)
-    if len(found) != 1:
-        raise LookupError(f"report.one: {len(found)} rows match {where}, expected exactly 1")
-    return found[0]
-
-
-def format_table(rows, columns, label=lambda r: r["method"], width=14):
+def format_table(rows, columns, label=lambda r: r.method, width=14):
     """A plain-text table: one line per row, ``mean±std`` per column."""
     head = f"{'':{width}s}" + "".join(f"{c[:11]:>13s}" for c in columns)
     lines = [f"{label(r)[:width]:{width}s}" + "".join(f"{r[c][0]:8.3f}±{r[c][1]:.2f}" if c in r else f"{'-':>13s}"

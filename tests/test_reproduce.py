@@ -1,7 +1,8 @@
 """The reproduction machinery of notebooks 07-08: views per objective, data filters, FILIP's
 zero-shot scoring, linear probes, real digits, run naming and caching, and the report maths."""
-import json
+import dataclasses
 import math
+import pickle
 import subprocess
 import sys
 
@@ -92,26 +93,51 @@ def test_sklearn_digits_are_real_ten_class_images():
     assert len(sklearn_digits(32)) == 1797
 
 
-def test_spec_names_match_built_runs_and_a_grid_is_read_not_retrained(tmp_path, monkeypatch):
-    specs = [dict(method="clip", preset="smoke", seed=0, **TINY),
-             dict(method="clip", preset="smoke", seed=1, noise=(0.0, 0.5), filter_quantile=0.5, **TINY)]
-    records = experiments.run_grid(specs, str(tmp_path), "cpu", progress=False)
-    assert experiments.spec_name(**specs[0]) == experiments.build(**specs[0]).name == records[0]["name"]
-    assert records[1]["options"]["filter"]["scorer"] == experiments.spec_name(**experiments.scorer_spec(specs[1]))
-    assert 0 < records[1]["filter_report"]["kept"] <= 1 and {"single_prompt", "linear_probe", "transfer"} <= set(records[0])
+def test_a_run_is_named_once_by_its_config_and_a_grid_is_read_not_retrained(tmp_path, monkeypatch):
+    configs = [experiments.RunConfig.of("clip", "smoke", 0, **TINY),
+               experiments.RunConfig.of("clip", "smoke", 1, noise=(0.0, 0.5), filter_quantile=0.5, **TINY)]
+    records = experiments.run_grid(configs, str(tmp_path), "cpu", progress=False)
+    assert configs[0].name == experiments.build("clip", "smoke", 0, "cpu", **TINY).name == records[0].name
+    assert records[1].options["filter"]["scorer"] == configs[1].scorer.name
+    assert configs[1].scorer.seed != configs[1].seed and configs[1].scorer.filter_quantile is None
+    assert 0 < records[1].filter_report["kept"] <= 1 and records[0].linear_probe and records[0].transfer
+    assert (tmp_path / (configs[1].scorer.name + ".json")).exists()
     monkeypatch.setattr(experiments, "train", lambda *a, **k: pytest.fail("a cached run was retrained"))
-    assert experiments.run_grid(specs, str(tmp_path), "cpu") == records
+    assert experiments.run_grid(configs, str(tmp_path), "cpu") == records
+    with pytest.raises(ValueError, match="needs its trained scorer run clip-s1000-"):
+        experiments.build(configs[1], device="cpu")
+
+
+def test_a_config_is_frozen_and_checks_its_sections():
+    config = experiments.RunConfig.of("declip", "smoke", 0, objective_options={"queue_size": 64}, pairs=100)
+    with pytest.raises(AttributeError):
+        config.seed = 1
+    assert config.preset.pairs == 100 and dict(config.objective) == {"queue_size": 64}
+    assert config == experiments.RunConfig.of("declip", "smoke", 0, objective_options={"queue_size": 64}, pairs=100)
+    with pytest.raises(ValueError, match=r"steps='abc': steps must be int"):
+        experiments.RunConfig.of("clip", steps="abc")
+    with pytest.raises(ValueError, match=r"model\.queue_size: model has no field 'queue_size'; it belongs to objective"):
+        experiments.RunConfig.of("declip", model_overrides={"queue_size": 5})
+
+
+def record(seed, mean, noise, method="clip"):
+    return {"name": f"{method}-{seed}-{noise}", "method": method, "seed": seed, "options": {"noise": noise},
+            "preset": dataclasses.asdict(experiments.PRESETS["smoke"]), "zero_shot": {"mean": mean}}
 
 
 def test_summarise_groups_seeds_of_one_setting():
-    def rec(seed, mean, noise):
-        return {"method": "clip", "seed": seed, "preset": {"pairs": 10, "steps": 5, "model": "rn-tiny"},
-                "options": {"noise": noise}, "zero_shot": {"mean": mean}}
-    rows = experiments.summarise([rec(0, 0.5, [0, 0]), rec(1, 0.7, [0, 0]), rec(0, 0.1, [0.5, 0])])
-    row = report.one(rows, noise=[0, 0])
-    assert row["seeds"] == 2 and math.isclose(row["mean"][0], 0.6) and math.isclose(row["mean"][1], 0.02 ** 0.5)  # sample std
-    with pytest.raises(LookupError):
-        report.one(rows, method="clip")
+    records = experiments.Records.load([record(0, 0.5, [0, 0]), record(1, 0.7, [0, 0]), record(0, 0.1, [0.5, 0])])
+    rows = records.summarise()
+    row = rows.one(noise=(0, 0))  # a record read from JSON matches Python's tuples
+    assert row.seeds == (0, 1) and row.values["mean"] == (0.5, 0.7)
+    assert math.isclose(row["mean"][0], 0.6) and math.isclose(row["mean"][1], 0.02 ** 0.5)  # sample std
+    assert rows.one(noise=[0.5, 0])["mean"] == (0.1, 0.0)
+    with pytest.raises(LookupError, match="2 rows match"):
+        rows.one(method="clip")
+    with pytest.raises(KeyError, match="no field \\['colour'\\]"):
+        records.where(colour="red")
+    assert len(records.where(seed=0)) == 2 and records.where(method="declip") == ()
+    assert experiments.Records.load({"runs": [r.to_json() for r in records]}) == records  # a --summary file
 
 
 def test_report_maths_by_hand():
@@ -125,10 +151,11 @@ def test_report_maths_by_hand():
 def test_every_grid_is_well_formed_at_every_scale():
     for scale in grids.SCALES:
         for name in grids.GRIDS:
-            specs = grids.grid(name, scale)
-            names = [experiments.spec_name(**s) for s in specs]
-            assert specs and len(set(names)) == len(names), (scale, name)  # no run listed twice
-    assert json.dumps(grids.grid("ablation", "gpu")[0])  # specs travel to worker processes as plain data
+            configs = grids.grid(name, scale)
+            names = [c.name for c in configs]
+            assert configs and len(set(names)) == len(names), (scale, name)  # no run listed twice
+    config = grids.grid("ablation", "gpu")[0]
+    assert pickle.loads(pickle.dumps(config)) == config  # configs travel to worker processes
 
 
 def test_step_seconds_times_the_steps_it_is_asked_to_even_with_a_preset_steps_override(monkeypatch):

@@ -39,8 +39,8 @@ def test_an_objective_defined_in_a_test_file_trains_caches_and_summarises(tmp_pa
     assert "siglip" in objective_names()
     run = experiments.train("siglip", "smoke", 0, runs_dir=str(tmp_path), device="cpu", progress=False,
                             objective_options={"bias": -5.0}, **TINY)
-    assert run.record["method"] == "siglip" and "siglip" in run.trainer.history[0]
-    assert run.objective.bias.requires_grad and run.record["options"]["objective"] == {"bias": -5.0}
+    assert run.record.method == "siglip" and "siglip" in run.trainer.history[0]
+    assert run.objective.bias.requires_grad and run.record.objective == {"bias": -5.0}
     cached = experiments.train("siglip", "smoke", 0, runs_dir=str(tmp_path), device="cpu", progress=False,
                                objective_options={"bias": -5.0}, **TINY)
     assert cached.record == run.record and cached.trainer.step == TINY["steps"]  # read, not retrained
@@ -52,13 +52,15 @@ def test_an_objective_defined_in_a_test_file_trains_caches_and_summarises(tmp_pa
     scale = grids.Scale("smoke", (0,), (64,), 64, TINY, benchmark_seeds=(0,))
     records = experiments.run_grid(grids.grid("benchmark", scale, methods=["siglip"]), str(tmp_path), "cpu",
                                    progress=False)
-    rows = experiments.summarise(records)
-    assert sorted((r["method"], r["encoder"]) for r in rows) == [("siglip", "rn-tiny"), ("siglip", "vit-tiny")]
+    rows = records.summarise()
+    assert sorted((r.method, r.encoder) for r in rows) == [("siglip", "rn-tiny"), ("siglip", "vit-tiny")]
 
 
 def test_an_unknown_objective_option_is_named():
-    with pytest.raises(TypeError, match=r"make_objective\('siglip'\): unknown option\(s\) \['bais'\]; SigLIP takes \['bias'\]"):
+    with pytest.raises(ValueError, match=r"objective\.bais: objective has no field 'bais'; its fields are \['bias'\]"):
         experiments.build("siglip", "smoke", 0, device="cpu", objective_options={"bais": 1.0}, **TINY)
+    with pytest.raises(TypeError, match=r"make_objective\('siglip'\): unknown option\(s\) \['bais'\]; SigLIP takes \['bias'\]"):
+        experiments.make_objective("siglip", None, 10, bais=1.0)  # the library's own door names it too
 
 
 def readme_block(heading):
@@ -68,7 +70,7 @@ def readme_block(heading):
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("heading", ["## The library in ten lines", "## Your own objective"])
+@pytest.mark.parametrize("heading", ["## The library in ten lines", "### Runs and records", "## Your own objective"])
 def test_the_readme_examples_run_as_written(heading, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # they write data/runs/ where they run
     exec(compile(readme_block(heading), f"README.md {heading}", "exec"), {})

@@ -13,41 +13,37 @@ from ..filtering import keep_matched
 from ..models.clip import CLIPModel, model_config
 from ..objectives import make_objective
 from ..train import TrainConfig, Trainer, pick_device, seed_everything
-from .config import Preset, _options, _preset, run_name, sections
+from .config import RunConfig, _preset, run_config, sections
+from .records import Record
 
 
 @dataclass
 class Run:
-    name: str
-    method: str
-    preset: Preset
-    seed: int
+    config: RunConfig
     tokenizer: object
     dataset: ShapeCaps
     tasks: dict
     trainer: Trainer
-    options: dict = None   # augmentation, noise, model and objective options
     seconds: float = None  # training time of the last fit()
     filter_report: dict = None  # what a data filter kept (see ``filtering.keep_matched``)
-    record: dict = None    # the JSON result, once trained
+    record: Record = None  # the result, once trained
 
-    @property
-    def model(self):
-        return self.trainer.model
-
-    @property
-    def objective(self):
-        return self.trainer.objective
+    name = property(lambda self: self.config.name)
+    method = property(lambda self: self.config.method)
+    preset = property(lambda self: self.config.preset)
+    seed = property(lambda self: self.config.seed)
+    options = property(lambda self: self.config.options)
+    model = property(lambda self: self.trainer.model)
+    objective = property(lambda self: self.trainer.objective)
 
 
 def run_label(run):
     """A short readable name for progress bars: the method, then whatever differs from the defaults."""
-    o = run.options or {}
-    parts = [run.method, f"s{run.seed}"]
-    parts += [f"{k}={v}" for k, v in sorted((o.get("objective") or {}).items())]
-    parts += [o["augmentation"]] if o.get("augmentation", "clip") != "clip" else []
-    parts += [f"noise={tuple(o['noise'])}"] if any(o.get("noise", ())) else []
-    parts += ["filtered"] if "filter" in o else []
+    c = run.config
+    parts = [c.method, f"s{c.seed}"] + [f"{k}={v}" for k, v in c.objective]
+    parts += [c.augmentation] if c.augmentation != "clip" else []
+    parts += [f"noise={c.noise}"] if any(c.noise) else []
+    parts += ["filtered"] if c.filter_quantile is not None else []
     return " ".join(parts)
 
 
@@ -68,33 +64,29 @@ def make_trainer(dataset, tokenizer, method="clip", preset="smoke", tasks=None, 
     return Trainer(CLIPModel(config), objective, batches, train_config, evaluator=evaluator, device=device)
 
 
-def build(method="clip", preset="smoke", seed=0, device=None, augmentation=None, noise=(0.0, 0.0),
-          model_overrides=None, objective_options=None, filter_quantile=None, scorer=None, train_overrides=None,
-          **preset_overrides):
+def build(method="clip", preset="smoke", seed=0, device=None, scorer=None, **options):
     """Everything a ShapeCaps run needs, untrained: data, tokenizer, tasks and a Trainer.
 
-    ``preset_overrides`` are :class:`Preset` fields (pairs, steps, ...); ``train_overrides`` other
-    :class:`TrainConfig` fields. ``filter_quantile`` with a trained ``scorer`` run keeps only the
-    pairs the scorer finds matched (``filtering.keep_matched``)."""
-    preset = _preset(preset, preset_overrides, method)
-    device = pick_device(device)
-    seed_everything(seed)
+    ``method``: a :class:`RunConfig`, or the method of one built from the other arguments
+    (``RunConfig.of``'s: ``pairs=...`` and other preset fields, ``train_overrides``, ...). A filtered
+    run (``filter_quantile``) needs its trained ``scorer`` run: it keeps the pairs the scorer finds
+    matched (``filtering.keep_matched``)."""
+    config = run_config(method, preset, seed, **options)
+    preset, device = config.preset, pick_device(device)
+    seed_everything(config.seed)
     tokenizer = shapecaps_tokenizer()
-    options = _options(augmentation, noise, model_overrides, objective_options, filter_quantile, scorer and scorer.name,
-                       train_overrides)
-    dataset = ShapeCaps(preset.pairs, seed=seed, image_size=preset.image_size, wrong_attribute_rate=noise[0],
-                        swap_rate=noise[1], device=device)
+    dataset = ShapeCaps(preset.pairs, seed=config.seed, image_size=preset.image_size,
+                        wrong_attribute_rate=config.noise[0], swap_rate=config.noise[1], device=device)
     report = None
-    if filter_quantile is not None:
-        if scorer is None:
-            raise ValueError("build: filter_quantile needs a trained scorer run")
-        keep, report = keep_matched(scorer.model, tokenizer, dataset, filter_quantile)
+    if config.scorer is not None:
+        if scorer is None or scorer.name != config.scorer.name:
+            raise ValueError(f"build: the filtered run {config.name} needs its trained scorer run {config.scorer.name}")
+        keep, report = keep_matched(scorer.model, tokenizer, dataset, config.filter_quantile)
         dataset = dataset.subset(keep)
-    tasks = make_tasks(n=preset.eval_n, seed=seed, image_size=preset.image_size, device=device)
-    trainer = make_trainer(dataset, tokenizer, method, preset, tasks, seed, device, options["augmentation"],
-                           model_overrides, objective_options, train_overrides=train_overrides)
-    return Run(run_name(method, preset, seed, **options), method, preset, seed, tokenizer, dataset, tasks, trainer,
-               options, filter_report=report)
+    tasks = make_tasks(n=preset.eval_n, seed=config.seed, image_size=preset.image_size, device=device)
+    trainer = make_trainer(dataset, tokenizer, config.method, preset, tasks, config.seed, device, config.augmentation,
+                           dict(config.model), dict(config.objective), train_overrides=dict(config.train))
+    return Run(config, tokenizer, dataset, tasks, trainer, filter_report=report)
 
 
 def hardware(device):
@@ -106,7 +98,7 @@ def hardware(device):
 
 def step_seconds(method="clip", preset="smoke", timed_steps=20, warmup_steps=5, device=None, **options):
     """Seconds per training step of a fresh (untrained, uncached) run, after ``warmup_steps``.
-    ``options`` are ``build``'s (a preset's own ``steps`` does not matter here)."""
+    ``method`` and ``options`` are ``build``'s (a preset's own ``steps`` does not matter here)."""
     trainer = build(method, preset, 0, device, **options).trainer
     for _ in range(warmup_steps):
         trainer.train_step()

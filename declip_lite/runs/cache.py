@@ -9,17 +9,19 @@ from ..distributed import is_main
 from ..evaluate import save_json, zero_shot
 from .analysis import result
 from .build import build, run_label
-from .config import scorer_spec
+from .config import run_config
+from .records import Record
 
 
-def train(method="clip", preset="smoke", seed=0, runs_dir="data/runs", progress=True, **options):
+def train(method="clip", preset="smoke", seed=0, runs_dir="data/runs", progress=True, device=None, **options):
     """Build and train a run, or load it when ``runs_dir`` already holds it finished.
 
-    With ``filter_quantile``, a CLIP scorer is first trained (or loaded) on another draw of the
-    same noisy data (seed ``SCORER_SEED``), then filters this run's pairs."""
-    if options.get("filter_quantile") is not None:
-        options["scorer"] = train(**scorer_spec(dict(preset=preset, **options)), runs_dir=runs_dir, progress=progress)
-    return fit(build(method, preset, seed, **options), runs_dir, progress)
+    ``method``: a :class:`RunConfig`, or the method of one built from the other arguments (as
+    ``build``). A filtered run first trains (or loads) its CLIP scorer, on another draw of the same
+    noisy data (``RunConfig.scorer``)."""
+    config = run_config(method, preset, seed, **options)
+    scorer = config.scorer and train(config.scorer, runs_dir=runs_dir, progress=progress, device=device)
+    return fit(build(config, device=device, scorer=scorer), runs_dir, progress)
 
 
 def fit(run, runs_dir="data/runs", progress=True):
@@ -39,7 +41,7 @@ def fit(run, runs_dir="data/runs", progress=True):
             run.trainer.load(path + ".pt")
         if os.path.exists(path + ".json") and run.trainer.step >= run.preset.steps:
             with open(path + ".json") as f:
-                run.record = json.load(f)
+                run.record = Record.from_json(json.load(f))
             return run
         run.trainer.fit(checkpoint=path + ".pt", progress=progress, label=run_label(run))
         run.seconds, run.record = run.trainer.train_seconds, result(run)
@@ -47,5 +49,5 @@ def fit(run, runs_dir="data/runs", progress=True):
             run.trainer.save_history(path + ".history.json")
             for name, task in run.tasks.items():  # one JSON per (run, task), with the confusion matrix
                 save_json(zero_shot(run.model, run.tokenizer, task), os.path.join(path + ".zero_shot", f"{name}.json"))
-            save_json(run.record, path + ".json")
+            save_json(run.record.to_json(), path + ".json")
     return run

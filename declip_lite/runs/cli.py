@@ -8,8 +8,7 @@ from .. import grids
 from ..distributed import init_from_env
 from ..evaluate import save_json
 from ..objectives import objective_names
-from .analysis import summarise
-from .config import PRESETS, SettingError, sections
+from .config import PRESETS, RunConfig, SettingError, sections
 from .pipelines import train_csv
 from .pool import run_grid
 
@@ -84,10 +83,10 @@ def main(argv=None):
         if name in grids.GRIDS:
             specs += grids.grid(name, args.preset, args.methods)
         else:
-            specs += [dict(method=name, preset=args.preset, seed=s, **run_options(args, name)) for s in args.seeds]
+            specs += [RunConfig.of(name, args.preset, s, **run_options(args, name)) for s in args.seeds]
     records = run_grid(specs, args.runs_dir, device, args.jobs)
-    for row in summarise(records):
-        print(f"{row['method']:12s} {row['pairs']:6d} {json.dumps(row['options'])[:60]:60s} "
+    for row in records.summarise():
+        print(f"{row.method:12s} {row.pairs:6d} {json.dumps(row.options)[:60]:60s} "
               + "  ".join(f"{k} {row[k][0]:.3f}±{row[k][1]:.3f}" for k in ["shape", "mean"]))
     if args.summary:
-        save_json({"hardware": records[0]["hardware"], "runs": records}, args.summary)
+        save_json({"hardware": records[0].hardware, "runs": [r.to_json() for r in records]}, args.summary)

@@ -36,6 +36,7 @@ SCORER_SEED = 1000  # the filter's scorer trains on this draw of the data, never
 
 
 def run_name(method, preset, seed, **options):
+    """``method-sSEED-hash``: the hash of every setting, so two runs share a name only if they share weights."""
     key = json.dumps({"method": method, "preset": asdict(preset), "seed": seed, **options}, sort_keys=True, default=str)
     return f"{method}-s{seed}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
@@ -88,7 +89,8 @@ def sections(assignments, method="clip"):
             raise SettingError(f"{dotted}: set {key} in the preset ({key}=...), which names and ends the run")
         if key not in known:
             found = homes(key, method)
-            hint = f"; it belongs to {', '.join(f'{s}.{key}' for s in found)}" if found else ""
+            hint = (f"; it belongs to {', '.join(f'{s}.{key}' for s in found)}" if found
+                    else f"; its fields are {sorted(known)}")
             raise SettingError(f"{dotted}: {section} has no field {key!r}{hint}")
         out[section][key] = _check_type(f"{section}." if section != "preset" else "", key, value, known[key])
     return out
@@ -102,34 +104,60 @@ def _preset(preset, overrides, method="clip"):
     return replace(preset, **sections(overrides, method)["preset"])
 
 
-def _options(augmentation, noise, model_overrides, objective_options, filter_quantile, scorer_name,
-             train_overrides=None):
-    """The run options that name a run (with its preset and seed)."""
-    # every method defaults to CLIP's crop-only views: the reference's MoCo views (and even the
-    # milder "safe" ones) make ShapeCaps captions false and cost more than DeCLIP's signals add
-    options = dict(augmentation=augmentation or "clip", noise=noise, model=model_overrides, objective=objective_options)
-    if filter_quantile is not None:
-        options["filter"] = dict(quantile=filter_quantile, scorer=scorer_name)
-    if train_overrides:  # TrainConfig fields (grad_clip, weight_decay, sync_batchnorm, ...); absent: the defaults
-        options["train"] = train_overrides
-    return options
+def _items(section):
+    return tuple(sorted(section.items()))
 
 
-def spec_name(method="clip", preset="smoke", seed=0, device=None, augmentation=None, noise=(0.0, 0.0),
-              model_overrides=None, objective_options=None, filter_quantile=None, train_overrides=None,
-              **preset_overrides):
-    """The name ``build`` gives the run of these ``train`` arguments, without building it."""
-    scorer = None
-    if filter_quantile is not None:
-        scorer = spec_name(**scorer_spec(dict(preset=preset, noise=noise, augmentation=augmentation,
-                                              model_overrides=model_overrides, train_overrides=train_overrides,
-                                              **preset_overrides)))
-    options = _options(augmentation, noise, model_overrides, objective_options, filter_quantile, scorer,
-                       train_overrides)
-    return run_name(method, _preset(preset, preset_overrides, method), seed, **options)
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides a run's weights, in sections, frozen; its ``name`` is computed here
+    and nowhere else. Build one with :meth:`of` (``train``'s keyword arguments); the CLI's ``--set``
+    and the grids fill the same sections through the same checks (``sections``)."""
+    method: str = "clip"
+    preset: Preset = PRESETS["smoke"]
+    seed: int = 0
+    augmentation: str = "clip"       # the views' augmentation (``data.views.AUGMENTATIONS``)
+    noise: tuple = (0.0, 0.0)        # caption noise: (wrong-attribute rate, swap rate)
+    model: tuple = ()                # ModelConfig overrides, as sorted (field, value) pairs
+    objective: tuple = ()            # the objective's options, likewise
+    train: tuple = ()                # other TrainConfig fields, likewise
+    filter_quantile: float = None    # keep the pairs a CLIP scorer finds matched (``filtering``)
+
+    @classmethod
+    def of(cls, method="clip", preset="smoke", seed=0, augmentation=None, noise=(0.0, 0.0), model_overrides=None,
+           objective_options=None, filter_quantile=None, train_overrides=None, **preset_overrides):
+        """The configuration of ``train``'s arguments; a misplaced or mistyped one is a ``SettingError``."""
+        routed = sections({**preset_overrides, **{f"{section}.{k}": v for section, given in
+                                                  (("model", model_overrides), ("objective", objective_options),
+                                                   ("train", train_overrides)) for k, v in (given or {}).items()}},
+                          method)
+        return cls(method, _preset(preset, routed["preset"], method), seed, augmentation or "clip",
+                   tuple(float(x) for x in noise), _items(routed["model"]), _items(routed["objective"]),
+                   _items(routed["train"]), filter_quantile)
+
+    @property
+    def scorer(self):
+        """The CLIP run that scores (filters) this run's pairs, on another draw of the same data; or None."""
+        if self.filter_quantile is None:
+            return None
+        return replace(self, method="clip", seed=SCORER_SEED, objective=(), filter_quantile=None)
+
+    @property
+    def options(self):
+        """The options that name the run with its method, preset and seed (a section only when set)."""
+        options = dict(augmentation=self.augmentation, noise=list(self.noise), model=dict(self.model) or None,
+                       objective=dict(self.objective) or None)
+        if self.scorer is not None:
+            options["filter"] = dict(quantile=self.filter_quantile, scorer=self.scorer.name)
+        if self.train:  # TrainConfig fields (grad_clip, weight_decay, sync_batchnorm, ...); absent: the defaults
+            options["train"] = dict(self.train)
+        return options
+
+    @property
+    def name(self):
+        return run_name(self.method, self.preset, self.seed, **self.options)
 
 
-def scorer_spec(spec):
-    """The CLIP run that scores (filters) the pairs of the filtered run ``spec``."""
-    drop = {"method", "seed", "filter_quantile", "objective_options"}
-    return {"method": "clip", "seed": SCORER_SEED, **{k: v for k, v in spec.items() if k not in drop}}
+def run_config(method="clip", *args, **kwargs):
+    """``method`` itself when it is a :class:`RunConfig`, else ``RunConfig.of(method, *args, **kwargs)``."""
+    return method if isinstance(method, RunConfig) else RunConfig.of(method, *args, **kwargs)

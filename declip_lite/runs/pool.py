@@ -9,38 +9,40 @@ import torch
 
 from ..objectives import objective_class
 from .cache import train
-from .config import scorer_spec, spec_name
+from .config import RunConfig
+from .records import Record, Records
 
 
-def _record(spec, runs_dir, device, progress, threads=None, plugin=None):
-    """The JSON record of ``spec``'s run: read when ``runs_dir`` has it, else trained. ``plugin``:
+def _record(config, runs_dir, device, progress, threads=None, plugin=None):
+    """The record of ``config``'s run: read when ``runs_dir`` has it, else trained. ``plugin``:
     the module that registers the objective, imported first in a fresh worker process."""
     if plugin:
         importlib.import_module(plugin)
-    path = runs_dir and os.path.join(runs_dir, spec_name(**spec) + ".json")
+    path = runs_dir and os.path.join(runs_dir, config.name + ".json")
     if path and os.path.exists(path):
         with open(path) as f:
-            return json.load(f)
+            return Record.from_json(json.load(f))
     if threads:
         torch.set_num_threads(threads)
-    return train(**spec, runs_dir=runs_dir, device=device, progress=progress).record
+    return train(config, runs_dir=runs_dir, device=device, progress=progress).record
 
 
-def run_grid(specs, runs_dir="data/runs", device=None, jobs=1, progress=True):
-    """Train the runs in ``specs`` (dicts of ``train`` arguments) that ``runs_dir`` lacks; return
-    every run's JSON record, in order. ``jobs`` > 1 trains in parallel processes (tiny models
-    leave a GPU mostly idle). Filtered runs wait for the rest, so each scorer trains once."""
-    filtered = [s for s in specs if s.get("filter_quantile") is not None]
-    scorers = list({json.dumps(scorer_spec(s), sort_keys=True): scorer_spec(s) for s in filtered}.values())
-    waves = [[s for s in specs if s.get("filter_quantile") is None] + scorers, filtered]
+def run_grid(configs, runs_dir="data/runs", device=None, jobs=1, progress=True):
+    """Train the runs in ``configs`` (:class:`RunConfig`, or dicts of ``train`` arguments) that
+    ``runs_dir`` lacks; return every run's :class:`Record`, in order. ``jobs`` > 1 trains in
+    parallel processes (tiny models leave a GPU mostly idle). Filtered runs wait for the rest, so
+    each scorer trains once."""
+    configs = [c if isinstance(c, RunConfig) else RunConfig.of(**c) for c in configs]
+    filtered = [c for c in configs if c.scorer is not None]
+    waves = [[c for c in configs if c.scorer is None] + [c.scorer for c in filtered], filtered]
     records = {}
-    for wave in waves:
+    for wave in (list(dict.fromkeys(w)) for w in waves):  # a run listed twice trains once
         if jobs > 1 and len(wave) > 1:
             with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
                 threads = max(1, (os.cpu_count() or 1) // jobs)
-                futures = [pool.submit(_record, s, runs_dir, device, False, threads,
-                                       objective_class(s["method"]).__module__) for s in wave]
-                records.update({id(s): f.result() for s, f in zip(wave, futures)})
+                futures = [pool.submit(_record, c, runs_dir, device, False, threads,
+                                       objective_class(c.method).__module__) for c in wave]
+                records.update({c: f.result() for c, f in zip(wave, futures)})
         else:
-            records.update({id(s): _record(s, runs_dir, device, progress) for s in wave})
-    return [records[id(s)] for s in specs]
+            records.update({c: _record(c, runs_dir, device, progress) for c in wave})
+    return Records(records[c] for c in configs)
