@@ -20,7 +20,8 @@ from .distributed import is_main, world
 from .objectives.contract import encode
 from .recovery import LossCrash, StepBoundaryInterrupt, first_crash, give_up_message
 
-CHECKPOINT_VERSION = 3  # 2: the tokenizer is saved and checked on load; 3: loads with weights_only=True
+CHECKPOINT_VERSION = 4  # 2: the tokenizer is saved and checked on load; 3: loads with weights_only=True;
+# 4: the heads' biases and the attention pool follow the reference
 
 
 def pick_device(device=None):
@@ -44,7 +45,7 @@ class TrainConfig:
     weight_decay: float = 0.1
     betas: tuple = (0.9, 0.98)
     eps: float = 1e-8
-    grad_clip: float = 1.0
+    grad_clip: float = None  # max gradient norm; None: no clipping, as the reference's configs
     logit_scale_clamp: tuple = (3.0, 6.0)  # the reference; open_clip uses (0, ln 100)
     eval_every: int = 0                    # 0: only at the end of fit()
     flush_every: int = 25                  # steps between host syncs (history, bar, NaN check)
@@ -81,7 +82,7 @@ class TrainStep(torch.nn.Module):
         self.model, self.objective = model, objective
 
     def forward(self, batch):
-        return self.objective(encode(self.model, batch))
+        return self.objective(encode(self.model, batch, self.objective.scale_cap))
 
 
 class Trainer:
@@ -124,7 +125,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip or float("inf"))  # the norm is logged
         self.optimizer.step()
         self.scheduler.step()
         self.model.clamp_logit_scale(*self.config.logit_scale_clamp)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from declip_lite import PairBatches, ShapeCaps, experiments
 from declip_lite.data.views import AUGMENTATIONS
 from declip_lite.models.clip import model_config
-from declip_lite.objectives import DeCLIP, DeFILIP, nt_xent, token_wise_logits
+from declip_lite.objectives import FILIP, DeCLIP, DeFILIP, nt_xent, token_wise_logits
 from declip_lite.objectives.filip import select_tokens
 from declip_lite.text.augment import IGNORE
 
@@ -24,16 +24,19 @@ def test_nt_xent_equals_brute_force():
     assert math.isclose(nt_xent(a, b, 0.1).item(), total / (2 * n), rel_tol=1e-9)
 
 
-def brute_force_filip(x, y, keep_x, keep_y, scale):
+def brute_force_filip(x, y, keep_x, keep_y, scale, valid):
+    """The reference's late interaction: every patch (every valid token) averages its best match
+    among the other side's KEPT tokens (patches)."""
     I, L = len(x), len(y)
     i2t, t2i = torch.zeros(I, L, dtype=x.dtype), torch.zeros(L, I, dtype=x.dtype)
     for i in range(I):
         for l in range(L):
-            patches = [p for p in range(x.shape[1]) if keep_x[i, p]]
-            tokens = [t for t in range(y.shape[1]) if keep_y[l, t]]
+            kept_patches = [p for p in range(x.shape[1]) if keep_x[i, p]]
+            kept_tokens = [t for t in range(y.shape[1]) if keep_y[l, t]]
+            tokens = [t for t in range(y.shape[1]) if valid[l, t]]
             s = lambda p, t: scale * float(x[i, p] @ y[l, t])  # noqa: E731
-            i2t[i, l] = sum(max(s(p, t) for t in tokens) for p in patches) / len(patches)
-            t2i[l, i] = sum(max(s(p, t) for p in patches) for t in tokens) / len(tokens)
+            i2t[i, l] = sum(max(s(p, t) for t in kept_tokens) for p in range(x.shape[1])) / x.shape[1]
+            t2i[l, i] = sum(max(s(p, t) for p in kept_patches) for t in tokens) / len(tokens)
     return i2t, t2i
 
 
@@ -48,9 +51,25 @@ def test_filip_logits_equal_an_explicit_loop_with_padding_and_top_k():
     # own-pair ranking: the kept patches of pair 0 are its 3 best by summed similarity to its tokens
     score = (x[0] @ y[0].T).sum(1)
     assert set(keep_x[0].nonzero()[:, 0].tolist()) == set(score.topk(3).indices.tolist())
-    i2t, t2i = token_wise_logits(x, y[:3], keep_x, keep_y, 2.0)
-    ref_i2t, ref_t2i = brute_force_filip(x, y[:3], keep_x, keep_y, 2.0)
+    i2t, t2i = token_wise_logits(x, y[:3], keep_x, keep_y, 2.0, valid[:3])
+    ref_i2t, ref_t2i = brute_force_filip(x, y[:3], keep_x, keep_y, 2.0, valid[:3])
     assert torch.allclose(i2t, ref_i2t) and torch.allclose(t2i, ref_t2i)
+    everything = torch.ones_like(valid[:3])  # mask_padding=False: the reference averages over padding too
+    unmasked = token_wise_logits(x, y[:3], keep_x, keep_y, 2.0, everything)[1]
+    assert torch.allclose(unmasked, brute_force_filip(x, y[:3], keep_x, keep_y, 2.0, everything)[1])
+    assert not torch.allclose(unmasked, t2i)
+
+
+def test_filip_sees_the_masked_caption_and_can_follow_the_reference_on_padding():
+    filip = FILIP(16, 12, dense_dim=8, k=2)
+    assert filip.text_views == ("masked",) and FILIP(16, 12, masked_caption=False).text_views == ("caption",)
+    g = torch.Generator().manual_seed(1)
+    image, text = torch.randn(3, 4, 16, generator=g), torch.randn(3, 5, 12, generator=g)
+    valid = torch.tensor([[1, 1, 1, 0, 0]] * 3, dtype=torch.bool)
+    reference = FILIP(16, 12, dense_dim=8, k=2, mask_padding=False)
+    reference.load_state_dict(filip.state_dict())
+    assert not torch.isclose(filip.loss(image, text, valid), reference.loss(image, text, valid))
+    assert torch.isclose(reference.loss(image, text, valid), reference.loss(image, text, torch.ones_like(valid)))
 
 
 def test_defilip_with_filip_weight_zero_equals_declip():
@@ -60,7 +79,7 @@ def test_defilip_with_filip_weight_zero_equals_declip():
                      for _ in range(2)],
            "text": {v: {"embed": torch.randn(n, 8, generator=g), "tokens": torch.randn(n, 5, 12, generator=g),
                         "valid": torch.ones(n, 5, dtype=torch.bool)} for v in ("masked", "eda")},
-           "logit_scale": torch.tensor(2.5), "ids": torch.arange(n),
+           "scale": torch.tensor(12.0), "ids": torch.arange(n),
            "mlm_targets": torch.where(torch.rand(n, 5, generator=g) < 0.3, 7, IGNORE)}
     torch.manual_seed(0)
     declip = DeCLIP(8, 12, 20, queue_size=32)

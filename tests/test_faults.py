@@ -19,6 +19,7 @@ from declip_lite import experiments
 from declip_lite.data.captioned import BadInput, CaptionedImages, read_csv, read_webdataset
 from declip_lite.text.tokenizer import BPETokenizer
 from declip_lite.checkpoint import RunLock
+from declip_lite.train import CHECKPOINT_VERSION
 from test_real_data import CAPTIONS, _csv, _png
 from test_train import tiny_run
 
@@ -179,7 +180,7 @@ def test_every_checkpoint_loads_with_weights_only(tmp_path):
     run = tiny_run("declip", steps=2)
     run.trainer.fit(checkpoint=path, progress=False)
     state = torch.load(path, weights_only=True)  # no pickled code: numpy and Python RNG states are plain data
-    assert state["step"] == 2 and state["version"] == 3
+    assert state["step"] == 2 and state["version"] == CHECKPOINT_VERSION
     assert tiny_run("declip", steps=2).trainer.load(path).step == 2
 
 

@@ -67,3 +67,29 @@ def test_old_scalar_shape_checkpoint_loads():
     state["logit_scale"] = torch.tensor([4.0])
     m.load_state_dict(state)
     assert m.logit_scale.shape == () and m.logit_scale.item() == 4.0
+
+
+def test_vit_patch_tokens_come_before_the_final_layer_norm_and_the_class_state_after():
+    m = CLIPModel(model_config("vit-tiny")).eval()
+    v, images = m.visual, torch.rand(2, 3, 32, 32)
+    x = v.patch_embedding(images).flatten(2).transpose(1, 2)
+    x = v.transformer(v.ln_pre(torch.cat([v.class_embedding.expand(2, 1, -1), x], 1) + v.positional_embedding))
+    out = m.encode_image(images)
+    assert torch.allclose(out["tokens"], x[:, 1:]) and torch.allclose(out["embed"], v.ln_post(x[:, 0]) @ v.proj)
+
+
+def test_the_attention_pool_maps_straight_from_attention_to_the_embedding_as_clip_does():
+    c = model_config("rn-tiny")
+    pool, width = CLIPModel(c).visual.attnpool, 256  # rn-tiny's last stage: 16 x 2^2 x 4 channels
+    tokens = pool.pos.shape[0]
+    expected = tokens * width + 3 * (width * width + width) + width * c.embed_dim + c.embed_dim  # pos, q/k/v, out
+    assert sum(p.numel() for p in pool.parameters()) == expected
+    x = torch.randn(2, tokens - 1, width)  # against torch's own multi-head attention with the same weights
+    mha = torch.nn.MultiheadAttention(width, c.rn_heads, batch_first=True, bias=True)
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(torch.cat([pool.q.weight, pool.k.weight, pool.v.weight]))
+        mha.in_proj_bias.copy_(torch.cat([pool.q.bias, pool.k.bias, pool.v.bias]))
+        mha.out_proj.weight.copy_(torch.eye(width))
+        mha.out_proj.bias.zero_()
+    seq = torch.cat([x.mean(1, keepdim=True), x], 1) + pool.pos
+    assert torch.allclose(pool(x), pool.out(mha(seq[:, :1], seq, seq, need_weights=False)[0][:, 0]), atol=1e-5)

@@ -9,9 +9,9 @@ from declip_lite.objectives.nns import NNS
 from declip_lite.text.augment import IGNORE
 
 
-def brute_force_clip(img, txt, scale):
+def brute_force_clip(img, txt, s):
     img, txt = F.normalize(img, dim=-1), F.normalize(txt, dim=-1)
-    n, s, total = len(img), math.exp(scale), 0.0
+    n, total = len(img), 0.0
     for i in range(n):
         row = [s * float(img[i] @ txt[j]) for j in range(n)]
         col = [s * float(txt[i] @ img[j]) for j in range(n)]
@@ -22,23 +22,50 @@ def brute_force_clip(img, txt, scale):
 
 def test_clip_loss_equals_brute_force():
     img, txt = torch.randn(7, 5, dtype=torch.float64), torch.randn(7, 5, dtype=torch.float64)
-    got = contrastive_loss(img, txt, torch.tensor(2.3, dtype=torch.float64))
-    assert math.isclose(got.item(), brute_force_clip(img, txt, 2.3), rel_tol=1e-9)
+    got = contrastive_loss(img, txt, torch.tensor(9.5, dtype=torch.float64))
+    assert math.isclose(got.item(), brute_force_clip(img, txt, 9.5), rel_tol=1e-9)
 
 
 def test_aligned_embeddings_at_high_scale_give_zero_loss():
     x = torch.eye(8)
-    assert contrastive_loss(x, x * 3, torch.tensor(math.log(100.0))) < 1e-3
-    assert contrastive_loss(x, x.roll(1, 0), torch.tensor(math.log(100.0))) > 10
+    assert contrastive_loss(x, x * 3, torch.tensor(100.0)) < 1e-3
+    assert contrastive_loss(x, x.roll(1, 0), torch.tensor(100.0)) > 10
 
 
 def test_clip_objective_returns_named_terms():
     enc = {"image": [{"embed": torch.randn(4, 6, requires_grad=True)}], "text": {"caption": {"embed": torch.randn(4, 6)}},
-           "logit_scale": torch.tensor(2.0, requires_grad=True)}
+           "scale": torch.tensor(7.0, requires_grad=True)}
     out = CLIP()(enc)
     assert set(out) == {"loss", "clip"} and out["loss"].requires_grad
     out["loss"].backward()
-    assert enc["logit_scale"].grad is not None
+    assert enc["scale"].grad is not None
+
+
+def test_the_scale_is_capped_at_100_as_the_reference_does_it():
+    """The reference: ``s = logit_scale.exp(); s.data = s.data.clamp(max=100)``, then the loss."""
+    from declip_lite.objectives.contract import capped_scale
+    img, txt = torch.randn(6, 4, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64)
+    for log in (3.5, 6.0):
+        ours, ref = (torch.tensor(log, dtype=torch.float64, requires_grad=True) for _ in range(2))
+        s = ref.exp()
+        s.data = s.data.clamp(max=100)
+        contrastive_loss(img, txt, s).backward()
+        got = capped_scale(ours, 100.0)
+        contrastive_loss(img, txt, got).backward()
+        assert math.isclose(got.item(), min(math.exp(log), 100.0)) and math.isclose(ours.grad.item(), ref.grad.item())
+    assert math.isclose(capped_scale(torch.tensor(6.0), None).item(), math.exp(6.0), rel_tol=1e-6)  # SLIP: uncapped
+
+
+def test_the_trainer_hands_each_objective_its_capped_scale(tokenizer):
+    from declip_lite.objectives import SLIP, encode
+    from declip_lite.data.loader import PairBatches
+    from declip_lite.data.shapecaps import ShapeCaps
+    from declip_lite.models.clip import CLIPModel, model_config
+    model = CLIPModel(model_config(vocab_size=tokenizer.vocab_size, context_length=tokenizer.context_length))
+    model.logit_scale.data.fill_(6.0)  # s = 403: the clamp on the log allows it, the cap does not
+    for objective, expect in ((CLIP(), 100.0), (SLIP(model_config().rn_width * 4 * 4), math.exp(6.0))):
+        batch = PairBatches.for_objective(ShapeCaps(8), tokenizer, 4, objective).batch(0)
+        assert math.isclose(encode(model, batch, objective.scale_cap)["scale"].item(), expect, rel_tol=1e-6)
 
 
 def test_mvs_is_the_mean_of_four_clip_losses():
@@ -123,7 +150,7 @@ def _encodings(n=6, d=8, width=12, vocab=20, views=("caption", "masked", "eda"))
     enc = {"image": [{"embed": torch.randn(n, d, generator=g)} for _ in range(2)],
            "text": {v: {"embed": torch.randn(n, d, generator=g), "tokens": torch.randn(n, 5, width, generator=g)}
                     for v in views},
-           "logit_scale": torch.tensor(2.5), "ids": torch.arange(n),
+           "scale": torch.tensor(12.0), "ids": torch.arange(n),
            "mlm_targets": torch.where(torch.rand(n, 5, generator=g) < 0.3, torch.randint(5, vocab, (n, 5), generator=g), IGNORE)}
     return enc
 
@@ -146,7 +173,25 @@ def test_declip_sums_its_weighted_terms():
     assert torch.isclose(out["loss"], expect)
     t = enc["text"]["masked"]["embed"]
     assert torch.isclose(out["clip"], multi_view_loss([v["embed"] for v in enc["image"]], [t, enc["text"]["eda"]["embed"]],
-                                                      enc["logit_scale"]))
+                                                      enc["scale"]))
+
+
+def test_nns_enqueues_the_eda_text_first_then_the_caption():
+    nns = NNS(4, queue_size=12)
+    t, t_aug = F.normalize(torch.randn(3, 4), dim=-1), F.normalize(torch.randn(3, 4), dim=-1)
+    nns([torch.randn(3, 4)], [t, t_aug], torch.tensor(10.0))
+    assert torch.allclose(nns.queue.features[:3], t_aug) and torch.allclose(nns.queue.features[3:6], t)
+
+
+def test_every_head_linear_has_a_bias_unless_a_batch_norm_follows():
+    from declip_lite.objectives import SLIP
+    for head in (SimSiam(8, 16, 4).projector, SimSiam(8, 16, 4).predictor, SLIP(8, 16, 4).head):
+        layers = list(head)
+        for i, layer in enumerate(layers):
+            if isinstance(layer, torch.nn.Linear):
+                followed_by_bn = i + 1 < len(layers) and isinstance(layers[i + 1], torch.nn.BatchNorm1d)
+                assert (layer.bias is None) == followed_by_bn, (head, i)
+    assert SimSiam(8, 16, 4).predictor[-1].bias is not None and SLIP(8, 16, 4).head[-1].bias is not None
 
 
 def test_queue_age_ranks_slots_from_oldest_to_newest():

@@ -32,17 +32,21 @@ class Bottleneck(nn.Module):
 
 
 class AttentionPool(nn.Module):
-    """CLIP's attention pooling: the mean token queries all spatial tokens, then projects."""
+    """CLIP's attention pooling: the mean token queries all spatial tokens; the attention's own
+    output projection maps straight to the embedding width (``kdim = vdim = width``)."""
 
     def __init__(self, tokens, width, heads, embed_dim):
         super().__init__()
         self.pos = nn.Parameter(torch.randn(tokens + 1, width) / width**0.5)
-        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
-        self.proj = nn.Linear(width, embed_dim)
+        self.heads = heads
+        self.q, self.k, self.v = (nn.Linear(width, width) for _ in range(3))
+        self.out = nn.Linear(width, embed_dim)
 
     def forward(self, x):  # x: (B, N, width)
         x = torch.cat([x.mean(1, keepdim=True), x], 1) + self.pos
-        return self.proj(self.attn(x[:, :1], x, x, need_weights=False)[0][:, 0])
+        split = lambda t: t.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # noqa: E731  (B, heads, n, d)
+        attended = F.scaled_dot_product_attention(split(self.q(x[:, :1])), split(self.k(x)), split(self.v(x)))
+        return self.out(attended.transpose(1, 2).flatten(2)[:, 0])
 
 
 class ModifiedResNet(nn.Module):
@@ -78,7 +82,8 @@ class VisionTransformer(nn.Module):
     """ViT: patch embedding, class token, pre-LN transformer, class state -> projection.
 
     The reference freezes the patch embedding at its random init (a quirk); we train it unless
-    ``freeze_patch_embedding=True``."""
+    ``freeze_patch_embedding=True``. Patch tokens are taken before the final LayerNorm (as in the
+    reference's FILIP); the class state after it."""
 
     def __init__(self, image_size, patch_size, width, layers, heads, embed_dim, freeze_patch_embedding=False):
         super().__init__()
@@ -97,6 +102,6 @@ class VisionTransformer(nn.Module):
     def forward(self, images):
         x = self.patch_embedding(images).flatten(2).transpose(1, 2)
         cls = self.class_embedding.expand(len(x), 1, -1)
-        x = self.ln_pre(torch.cat([cls, x], 1) + self.positional_embedding)
-        x = self.ln_post(self.transformer(x))
-        return {"tokens": x[:, 1:], "pooled": x[:, 0], "embed": x[:, 0] @ self.proj}
+        x = self.transformer(self.ln_pre(torch.cat([cls, x], 1) + self.positional_embedding))
+        pooled = self.ln_post(x[:, 0])
+        return {"tokens": x[:, 1:], "pooled": pooled, "embed": pooled @ self.proj}

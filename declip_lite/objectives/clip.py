@@ -1,6 +1,6 @@
 """CLIP: symmetric InfoNCE over a batch of image-text pairs (Radford et al. 2021, eq. 1 of DeCLIP).
 
-    L = 1/2 [ CE(s I T^T, diag) + CE(s T I^T, diag) ],   I, T L2-normalised,  s = exp(logit_scale)
+    L = 1/2 [ CE(s I T^T, diag) + CE(s T I^T, diag) ],   I, T L2-normalised,  s = min(exp(logit_scale), 100)
 
 Each rank scores its local rows against the all-gathered batch, targets offset by rank * B.
 """
@@ -17,15 +17,15 @@ def _targets(n, device):
     return torch.arange(n, device=device) + rank * n
 
 
-def one_way_loss(queries, keys, logit_scale):
+def one_way_loss(queries, keys, scale):
     """CE of each local query against all gathered keys; the i-th key is query i's positive."""
     q, k = F.normalize(queries, dim=-1), gather(F.normalize(keys, dim=-1))
-    return F.cross_entropy(logit_scale.exp() * q @ k.T, _targets(len(q), q.device))
+    return F.cross_entropy(scale * q @ k.T, _targets(len(q), q.device))
 
 
-def contrastive_loss(image, text, logit_scale):
-    """The symmetric CLIP loss between two batches of (un-normalised) embeddings."""
-    return 0.5 * (one_way_loss(image, text, logit_scale) + one_way_loss(text, image, logit_scale))
+def contrastive_loss(image, text, scale):
+    """The symmetric CLIP loss between two batches of (un-normalised) embeddings, at scale s = 1/τ."""
+    return 0.5 * (one_way_loss(image, text, scale) + one_way_loss(text, image, scale))
 
 
 @register("clip")
@@ -33,5 +33,5 @@ class CLIP(Objective):
     """The baseline: one image view, the clean caption."""
 
     def forward(self, enc):
-        loss = contrastive_loss(enc["image"][0]["embed"], enc["text"]["caption"]["embed"], enc["logit_scale"])
+        loss = contrastive_loss(enc["image"][0]["embed"], enc["text"]["caption"]["embed"], enc["scale"])
         return {"loss": loss, "clip": loss.detach()}

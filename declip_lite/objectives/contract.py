@@ -7,8 +7,10 @@
   feature before the projection) and ``"tokens"`` (B, N, W: patch / grid tokens).
 - ``enc["text"][view]`` for every name in ``text_views`` ("caption", "masked", "eda"): ``"embed"``
   (B, D), ``"tokens"`` (B, L, W: per-position states) and ``"valid"`` (B, L: not padding).
-- ``enc["logit_scale"]``: the model's learnable log-scale; ``s = logit_scale.exp()`` is 1/τ.
-  It starts at ``ModelConfig.logit_scale_init`` (log 1/0.07) and the Trainer clamps it to
+- ``enc["scale"]``: the scale s = 1/τ, ready to multiply cosines with: ``exp(logit_scale)`` of
+  the model's learnable log-scale, its value capped at the objective's ``scale_cap`` (100, the
+  reference's, for CLIP, DeCLIP and DeFILIP; None for SLIP), see :func:`capped_scale`. The log
+  starts at ``ModelConfig.logit_scale_init`` (log 1/0.07) and the Trainer clamps it to
   ``TrainConfig.logit_scale_clamp`` ([3, 6], the reference) after every step.
 - ``enc["ids"]`` (B,) sample indices, ``enc["content"]`` (B,) what each image shows (or None),
   ``enc["mlm_targets"]`` (B, L) when a "masked" view was asked for, else None.
@@ -18,7 +20,7 @@ is a detached scalar (a term or a diagnostic) that the history logs under its ow
 
 **Declared on the class** (read by batches, the registry, the run layer and zero-shot):
 ``view_augmentations`` (one entry per image view: an augmentation name, or None for the run's
-own), ``text_views``, ``zero_shot_scorer`` ("global" cosine, or "token-wise" through
+own), ``text_views``, ``scale_cap``, ``zero_shot_scorer`` ("global" cosine, or "token-wise" through
 ``zero_shot_head``), and ``build(config, vocab_size, **options)``, whose keyword defaults are the
 objective's options. Register the class with :func:`~declip_lite.objectives.registry.register`.
 """
@@ -34,6 +36,7 @@ class Objective(nn.Module):
     """Base of every objective: one CLIP-style image view and the caption unless it says otherwise."""
     view_augmentations = (None,)
     text_views = ("caption",)
+    scale_cap = 100.0  # the forward pass never uses s > 100 (the reference); None: uncapped
     zero_shot_scorer = "global"
 
     @property
@@ -60,7 +63,15 @@ class Objective(nn.Module):
         raise NotImplementedError(f"{type(self).__name__}.forward(enc) must return {{'loss': ..., ...}}")
 
 
-def encode(model, batch):
+def capped_scale(logit_scale, cap=None):
+    """s = exp(logit_scale) with its value capped at ``cap``, as the reference does it
+    (``s.data.clamp_(max=cap)``): above the cap the loss sees ``cap``, while ``logit_scale`` still
+    gets exp's own gradient, exp(logit_scale) x dL/ds; the clamp on the log, not the cap, stops it."""
+    s = logit_scale.exp()
+    return s if cap is None else s + (s.clamp(max=cap) - s).detach()
+
+
+def encode(model, batch, scale_cap=None):
     """Every image view in one call, every text view in one call; split back per view."""
     V, B = batch["images"].shape[:2]
     img = model.encode_image(batch["images"].flatten(0, 1))
@@ -70,5 +81,5 @@ def encode(model, batch):
     txt = {**model.encode_text(tokens[:, :L]), "valid": tokens[:, :L] != 0}  # valid: not padding
     return {"image": [{k: v[i * B:(i + 1) * B] for k, v in img.items()} for i in range(V)],
             "text": {n: {k: v[i * B:(i + 1) * B] for k, v in txt.items()} for i, n in enumerate(names)},
-            "logit_scale": model.logit_scale, "ids": batch["ids"], "content": batch.get("content"),
+            "scale": capped_scale(model.logit_scale, scale_cap), "ids": batch["ids"], "content": batch.get("content"),
             "mlm_targets": None if "mlm_targets" not in batch else batch["mlm_targets"][:, :L]}

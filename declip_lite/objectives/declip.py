@@ -60,7 +60,7 @@ class DeCLIP(Objective):
         return tuple(dict.fromkeys(views + (["eda"] if self.mvs or self.on("nns") else [])))
 
     def forward(self, enc):
-        scale, images = enc["logit_scale"], [v["embed"] for v in enc["image"]]
+        scale, images = enc["scale"], [v["embed"] for v in enc["image"]]
         t = enc["text"][self.caption_view]["embed"]
         texts = [t, enc["text"]["eda"]["embed"]] if self.mvs or self.on("nns") else [t]
         terms = {}

@@ -7,7 +7,7 @@ T is the caption (in the reference: its MLM-masked tokens), T_aug its EDA augmen
 from .clip import contrastive_loss
 
 
-def multi_view_loss(images, texts, logit_scale):
+def multi_view_loss(images, texts, scale):
     """Mean symmetric CLIP loss over every (image view, text view) pair."""
     pairs = [(i, t) for i in images for t in texts]
-    return sum(contrastive_loss(i, t, logit_scale) for i, t in pairs) / len(pairs)
+    return sum(contrastive_loss(i, t, scale) for i, t in pairs) / len(pairs)

@@ -4,8 +4,8 @@ text features is a second, free text view of the image (DeCLIP sec. 3.3).
     L_NNS = 1/2 sum_v 1/2 [ CE(s I_v NN(T)^T) + CE(s I_v NN(T_aug)^T) ]   (image -> text only)
 
 The queue holds detached, L2-normalised features (random unit vectors at first); look-up
-happens BEFORE this step's features are enqueued, so gradients reach only the image side and
-the scale. One queue per rank, as in the reference.
+happens BEFORE this step's features are enqueued (T_aug first, then T), so gradients reach only
+the image side and the scale. One queue per rank, as in the reference.
 
 The small-data trap: on a few thousand captions seen for many epochs, a caption's own older
 feature is often its nearest neighbour, and NNS degenerates into plain CLIP. ``exclude_self``
@@ -59,12 +59,12 @@ class NNS(nn.Module):
         super().__init__()
         self.queue = NNQueue(dim, queue_size, exclude_self)
 
-    def forward(self, images, texts, logit_scale, ids=None, content=None):
+    def forward(self, images, texts, scale, ids=None, content=None):
         """images: the image views' embeddings; texts: the text views' embeddings (T, T_aug).
         ``ids`` (sample ids) enable exclude_self; with ``content`` (what each pair shows) the
         diagnostics say how often the neighbour is the pair itself, or shows the same thing."""
         found = [self.queue.lookup(t, ids) for t in texts]
-        loss = sum(one_way_loss(i, nn_t.to(i.dtype), logit_scale) for i in images for nn_t, _, _ in found)
+        loss = sum(one_way_loss(i, nn_t.to(i.dtype), scale) for i in images for nn_t, _, _ in found)
         terms = {"nns": loss / (len(images) * len(texts)),
                  "nn_similarity": torch.stack([s.mean() for _, s, _ in found]).mean()}
         rate = lambda table, mine: torch.stack([(table[w] == mine).float().mean() for _, _, w in found]).mean()  # noqa: E731
@@ -72,6 +72,6 @@ class NNS(nn.Module):
             terms["nn_self_rate"] = rate(self.queue.ids, ids)
         if content is not None:
             terms["nn_precision"] = rate(self.queue.content, content)
-        for t in texts:
+        for t in reversed(texts):  # the reference's order: T_aug first, then T
             self.queue.enqueue(t.detach(), ids, content)
         return terms

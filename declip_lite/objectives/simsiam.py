@@ -10,11 +10,14 @@ import torch.nn.functional as F
 
 
 def _mlp(dims, last_bn):
+    """Linear-BN-ReLU blocks, then a last Linear (and BN when ``last_bn``). A Linear has a bias
+    exactly when no BN follows it: before a BN a bias cancels out (the reference's do)."""
     layers = []
     for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
         last = i == len(dims) - 2
-        layers += [nn.Linear(a, b, bias=False)]
-        if not last or last_bn:
+        bn = not last or last_bn
+        layers += [nn.Linear(a, b, bias=not bn)]
+        if bn:
             layers += [nn.BatchNorm1d(b)]
         if not last:
             layers += [nn.ReLU(inplace=True)]
@@ -28,7 +31,7 @@ def simsiam_loss(p1, p2, z1, z2, stop_gradient=True):
 
 
 class SimSiam(nn.Module):
-    """Projector: Linear-BN-ReLU x2, Linear-BN; predictor: Linear-BN-ReLU, Linear."""
+    """Projector: Linear-BN-ReLU x2, Linear-BN; predictor: Linear-BN-ReLU, Linear (with a bias)."""
 
     def __init__(self, embed_dim, proj_dim=256, pred_dim=64, stop_gradient=True):
         super().__init__()

@@ -4,7 +4,7 @@
     L_SimCLR = NT-Xent: mean over the 2N anchors of CE(sim(a, .) / tau), positive = the other view,
                negatives = every other view in the (gathered) batch, tau = 0.1
 
-h is a 3-layer MLP (hidden 4096 -> out 256 in the reference) on the pre-projection image
+h is a 3-layer MLP (hidden 4096 -> out 256 in the reference; its last Linear has a bias) on the pre-projection image
 feature f. View 0 is the run's weak (CLIP) view; views 1 and 2 are strong SimCLR-style views
 ("moco": crop 0.2-1, colour jitter, grey, blur, flip). They never meet a caption, so the
 augmentations that falsify ShapeCaps captions are harmless here.
@@ -37,6 +37,7 @@ def nt_xent(a, b, temperature=0.1):
 @register("slip")
 class SLIP(Objective):
     view_augmentations = (None, "moco", "moco")  # None: the run's augmentation
+    scale_cap = None  # the reference caps the scale at 100 for CLIP and DeCLIP, not for SLIP
 
     def __init__(self, feature_dim, hidden=512, out=128, temperature=0.1):
         super().__init__()
@@ -49,6 +50,6 @@ class SLIP(Objective):
 
     def forward(self, enc):
         base, v1, v2 = enc["image"]
-        clip = contrastive_loss(base["embed"], enc["text"]["caption"]["embed"], enc["logit_scale"])
+        clip = contrastive_loss(base["embed"], enc["text"]["caption"]["embed"], enc["scale"])
         simclr = nt_xent(self.head(v1["pooled"]), self.head(v2["pooled"]), self.temperature)
         return {"loss": clip + simclr, "clip": clip.detach(), "simclr": simclr.detach()}

@@ -35,9 +35,13 @@ SMALL_DATA = dict(pairs=2000, steps=1200)  # notebooks 02-06 in full mode: 77 ep
 SCORER_SEED = 1000  # the filter's scorer trains on this draw of the data, never on the filtered one
 
 
+RUN_VERSION = 2  # bumped when the same settings train other weights (2: objectives follow the reference, 2026-12)
+
+
 def run_name(method, preset, seed, **options):
     """``method-sSEED-hash``: the hash of every setting, so two runs share a name only if they share weights."""
-    key = json.dumps({"method": method, "preset": asdict(preset), "seed": seed, **options}, sort_keys=True, default=str)
+    key = json.dumps({"method": method, "preset": asdict(preset), "seed": seed, "version": RUN_VERSION, **options},
+                     sort_keys=True, default=str)
     return f"{method}-s{seed}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
 
