@@ -107,7 +107,7 @@ class Trainer:
         self.evaluator = evaluator  # model -> dict of metrics, called every eval_every steps
         c = self.config
         self.optimizer = torch.optim.AdamW(parameter_groups([model, objective], c.weight_decay), lr=c.lr,
-                                           betas=c.betas, eps=c.eps)
+                                           betas=c.betas, eps=c.eps, fused=True)  # one kernel, not a loop
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(c.warmup, c.steps))
         self.step, self.history, self.evals, self._pending = 0, [], [], []
         self.recoveries, self.lr_scale, self.final_step, self.train_seconds = [], 1.0, None, 0.0
@@ -125,7 +125,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip or float("inf"))  # the norm is logged
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip or float("inf"), foreach=True)  # logged
         self.optimizer.step()
         self.scheduler.step()
         self.model.clamp_logit_scale(*self.config.logit_scale_clamp)

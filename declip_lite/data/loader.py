@@ -61,8 +61,9 @@ class PairBatches:
             self.content = everything.to(self.device)
         self.images = None
         if n * 3 * S * S <= CACHE_BYTES:
-            self.images = torch.cat([(dataset.images(everything[i:i + 4096]) * 255).round().to(torch.uint8)
-                                     for i in range(0, n, 4096)]).to(self.device)
+            chunk = max(64, 4096 * 32 * 32 // S ** 2)  # about 50 MB of floats at any image size
+            self.images = torch.cat([(dataset.images(everything[i:i + chunk]) * 255).round().to(torch.uint8)
+                                     for i in range(0, n, chunk)]).to(self.device)
         self.eda = eda or TokenEDA(tokenizer, SYNONYM_GROUPS, ATTRIBUTE_WORDS)  # ShapeCaps' synonyms by default
         self.left_right = torch.tensor([tokenizer.ids.get(w, tokenizer.unk_id) for w in ("left", "right")],
                                        device=self.device)

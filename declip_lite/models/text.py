@@ -1,6 +1,9 @@
 """CLIP's text tower: token + position embeddings, pre-LN transformer, feature at EOT -> projection."""
+import contextlib
+
 import torch
 import torch.nn as nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .transformer import Transformer
 
@@ -30,6 +33,8 @@ class TextEncoder(nn.Module):
         else:
             mask = (tokens != 0)[:, None, None, :]  # attend to every non-pad token
         x = self.token_embedding(tokens) + self.positional_embedding[:L]
-        x = self.ln_final(self.transformer(x, mask))
+        # on a CPU the math kernel is twice as fast as the flash one at a caption's ~20 tokens
+        with sdpa_kernel(SDPBackend.MATH) if x.device.type == "cpu" else contextlib.nullcontext():
+            x = self.ln_final(self.transformer(x, mask))
         eot = (tokens == eot_id).int().argmax(1)
         return {"tokens": x, "embed": x[torch.arange(B, device=x.device), eot] @ self.proj}
