@@ -7,7 +7,7 @@ CHROMIUM ?= /usr/bin/chromium
 # No MPLBACKEND here: set, it reaches every kernel and ipykernel then skips its inline backend,
 # so notebooks draw no figures in JupyterLab (and none in the executed copies).
 
-.PHONY: setup browser run test lab bench clean
+.PHONY: setup browser run test lab bench reproduce clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ lab: setup  ## JupyterLab on the repository (README, data, results reachable), o
 
 bench: setup
 	$(BIN)/python bench/bench.py
+
+SCALE ?= cpu
+JOBS  ?= 2
+reproduce: setup  ## every run the notebooks' full mode needs at SCALE (smoke|cpu|gpu), resumable, into results/SCALE/
+	$(BIN)/python -m declip_lite.experiments reproduce --scale $(SCALE) --jobs $(JOBS) $(REPRODUCE_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache

@@ -1,8 +1,11 @@
 """From run summaries (``Records.summarise``) to the numbers notebooks 07-08 report: mean ± std
-tables, the data multiple, equal-time interpolation."""
+tables, differences with confidence intervals and verdicts, the data multiple, equal-time
+interpolation."""
 import math
+from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 
 def format_table(rows, columns, label=lambda r: r.method, width=14):
@@ -34,6 +37,46 @@ def recovered(clean, noisy, filtered):
     return (filtered - noisy) / lost if abs(lost) > 1e-9 else float("nan")
 
 
-def verdict(delta, noise):
-    """"helps", "hurts" or "neutral": whether a change in accuracy clears ``noise`` (e.g. the seed std)."""
-    return "helps" if delta > noise else "hurts" if delta < -noise else "neutral"
+@dataclass(frozen=True)
+class Comparison:
+    """``treatment - baseline`` over seeds: the mean difference, its 95 % confidence interval
+    [low, high], how it was computed ("paired" or "Welch"), and the verdict."""
+    difference: float
+    low: float
+    high: float
+    kind: str
+    seeds: int
+    verdict: str
+
+    def __str__(self):
+        return f"{self.difference:+.3f} [{self.low:+.3f}, {self.high:+.3f}] ({self.kind}, {self.seeds} seeds): {self.verdict}"
+
+
+def compare(baseline, treatment, task="mean", expect=1, level=0.95):
+    """Is ``treatment`` better than ``baseline`` (two :class:`Summary` rows) on ``task``?
+
+    Paired over seeds when both ran the same seeds (the same seed draws the same training pairs
+    and the same zero-shot tasks): a t interval of the per-seed differences. Welch's interval
+    otherwise. The verdict is "reproduced" when the interval excludes 0 in the paper's direction
+    ``expect`` (+1: the treatment is better, -1: worse), "opposite" when it excludes 0 the other
+    way, else "inconclusive" (always, with fewer than 2 seeds a side)."""
+    a = dict(zip(baseline.seeds, baseline.values[task]))
+    b = dict(zip(treatment.seeds, treatment.values[task]))
+    if set(a) == set(b) and len(a) > 1:
+        d = np.array([b[s] - a[s] for s in sorted(a)])
+        n = len(d)
+        half = stats.t.ppf(0.5 + level / 2, n - 1) * d.std(ddof=1) / math.sqrt(n)
+        mean, kind = d.mean(), "paired"
+    else:
+        x, y = np.array(list(a.values())), np.array(list(b.values()))
+        mean, kind, n = y.mean() - x.mean(), "Welch", min(len(x), len(y))
+        if n < 2:
+            half = math.inf
+        else:
+            vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+            dof = (vx + vy) ** 2 / (vx ** 2 / (len(x) - 1) + vy ** 2 / (len(y) - 1)) if vx + vy > 0 else math.inf
+            half = stats.t.ppf(0.5 + level / 2, dof) * math.sqrt(vx + vy)
+    low, high = mean - half, mean + half
+    near, far = sorted((expect * low, expect * high))  # the interval in the paper's direction
+    verdict = "reproduced" if near > 0 else "opposite" if far < 0 else "inconclusive"
+    return Comparison(float(mean), float(low), float(high), kind, n, verdict)

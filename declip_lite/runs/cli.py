@@ -1,4 +1,5 @@
-"""``python -m declip_lite.experiments``: methods or whole grids, cached, summarised over seeds."""
+"""``python -m declip_lite.experiments``: methods or whole grids, cached, summarised over seeds;
+``... reproduce --scale cpu``: everything the notebooks need at a scale."""
 import argparse
 import importlib
 import json
@@ -11,6 +12,7 @@ from ..objectives import objective_names
 from .config import PRESETS, RunConfig, SettingError, sections
 from .pipelines import train_csv
 from .pool import run_grid
+from .reproduce import reproduce
 
 
 def _assignments(pairs):
@@ -47,8 +49,24 @@ def import_plugins(argv):
         importlib.import_module(module)
 
 
+def reproduce_main(argv):
+    parser = argparse.ArgumentParser(prog="python -m declip_lite.experiments reproduce",
+                                     description="Train every run the notebooks' full mode needs at a scale "
+                                                 "(resumable) and write results/<scale>/.")
+    parser.add_argument("--scale", default="smoke", choices=sorted(grids.SCALES))
+    parser.add_argument("--jobs", type=int, default=1, help="parallel training processes")
+    parser.add_argument("--out", default="results")
+    parser.add_argument("--runs-dir", default="data/runs")
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args(argv)
+    reproduce(args.scale, args.out, args.runs_dir, args.jobs, args.device,
+              command=" ".join(["python -m declip_lite.experiments reproduce", *argv]))
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["reproduce"]:
+        return reproduce_main(argv[1:])
     import_plugins(argv)
     parser = argparse.ArgumentParser(description="Train declip-lite runs or grids (cached) and summarise "
                                                  "zero-shot accuracy.")

@@ -3,7 +3,7 @@ import importlib
 import json
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import torch
 
@@ -27,11 +27,12 @@ def _record(config, runs_dir, device, progress, threads=None, plugin=None):
     return train(config, runs_dir=runs_dir, device=device, progress=progress).record
 
 
-def run_grid(configs, runs_dir="data/runs", device=None, jobs=1, progress=True):
+def run_grid(configs, runs_dir="data/runs", device=None, jobs=1, progress=True, on_record=None):
     """Train the runs in ``configs`` (:class:`RunConfig`, or dicts of ``train`` arguments) that
     ``runs_dir`` lacks; return every run's :class:`Record`, in order. ``jobs`` > 1 trains in
     parallel processes (tiny models leave a GPU mostly idle). Filtered runs wait for the rest, so
-    each scorer trains once."""
+    each scorer trains once. ``on_record(config, record)`` is called as each run finishes."""
+    on_record = on_record or (lambda config, record: None)
     configs = [c if isinstance(c, RunConfig) else RunConfig.of(**c) for c in configs]
     filtered = [c for c in configs if c.scorer is not None]
     waves = [[c for c in configs if c.scorer is None] + [c.scorer for c in filtered], filtered]
@@ -40,9 +41,13 @@ def run_grid(configs, runs_dir="data/runs", device=None, jobs=1, progress=True):
         if jobs > 1 and len(wave) > 1:
             with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
                 threads = max(1, (os.cpu_count() or 1) // jobs)
-                futures = [pool.submit(_record, c, runs_dir, device, False, threads,
-                                       objective_class(c.method).__module__) for c in wave]
-                records.update({c: f.result() for c, f in zip(wave, futures)})
+                futures = {pool.submit(_record, c, runs_dir, device, False, threads,
+                                       objective_class(c.method).__module__): c for c in wave}
+                for future in as_completed(futures):
+                    records[futures[future]] = future.result()
+                    on_record(futures[future], records[futures[future]])
         else:
-            records.update({c: _record(c, runs_dir, device, progress) for c in wave})
+            for c in wave:
+                records[c] = _record(c, runs_dir, device, progress)
+                on_record(c, records[c])
     return Records(records[c] for c in configs)
