@@ -34,8 +34,9 @@ lab: setup  ## JupyterLab on the repository (README, data, results reachable), o
 	env -u MPLBACKEND $(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" \
 	  --LabApp.default_url=/lab/tree/notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
-bench: setup
-	$(BIN)/python bench/bench.py
+bench: setup  ## speed, every step timed in turn (open_clip installed from PyPI for the comparison)
+	$(BIN)/python -m pip install -q -e ".[bench]"
+	$(BIN)/python bench/bench.py --out results/bench_$(if $(filter cuda,$(DEVICE)),gpu,cpu).json $(if $(DEVICE),--device $(DEVICE),)
 
 SCALE ?= cpu
 JOBS  ?= 2

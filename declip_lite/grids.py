@@ -97,6 +97,13 @@ def _text_depth(s, methods):
             for seed in s.benchmark_seeds]
 
 
+def model_runs(scale):
+    """The runs whose trained models notebooks 07-08 draw (embedding maps, FILIP's word-patch map):
+    ``reproduce`` ships their weights."""
+    s = SCALES[scale]
+    return [spec("clip", s, 0), spec("declip", s, 0), spec("filip", s, 0, model="vit-tiny")]
+
+
 def notebook_runs(scale):
     """The runs notebooks 01-06 train (seed 0) when they run at ``scale``: 01 on its preset, 02-06
     in the small-data regime (``notebook.small_data``), shared runs listed once."""

@@ -6,7 +6,9 @@ import subprocess
 
 import pytest
 
-from declip_lite.runs import pool, reproduce
+from declip_lite import evaluate_tasks, grids
+from declip_lite.notebook import ParameterError
+from declip_lite.runs import pool, reproduce, shipped
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -30,6 +32,36 @@ def test_make_reproduce_smoke_writes_every_record_and_resumes_without_training(t
     assert all(h["verdict"] == "inconclusive" and h["low"] is None for h in summary["headline"].values())  # 1 seed
     monkeypatch.setattr(pool, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
     assert len(reproduce.reproduce("smoke", str(out), str(runs))) == len(configs)
+    check_shipped_results_give_what_training_gave(out, runs)
+
+
+def check_shipped_results_give_what_training_gave(out, runs):
+    """What a notebook reads with RESULTS="auto": the same records, and models that score as trained."""
+    folder = str(out / "smoke")
+    ablation = grids.grid("ablation", "smoke")
+    assert shipped.records(ablation, folder, None) == pool.run_grid(ablation, str(runs), "cpu")
+    for config in grids.model_runs("smoke"):
+        run = shipped.trained(config, folder, None, "cpu")
+        scores = evaluate_tasks(run.model, run.tokenizer, run.tasks)
+        assert abs(scores["mean"] - run.record.zero_shot["mean"]) < 0.05, config.name  # bf16 weights
+    with pytest.raises(FileNotFoundError, match="only seed 0's are shipped"):
+        shipped.trained(grids.spec("clip", grids.SCALES["smoke"], 7), folder, None, "cpu")
+    with pytest.raises(FileNotFoundError, match="no shipped record of clip seed 7"):
+        shipped.records([grids.spec("clip", grids.SCALES["smoke"], 7)], folder, None)
+    assert sum(p.stat().st_size for p in (out / "smoke" / "weights").glob("*.pt")) < 20e6
+
+
+def test_a_notebook_reads_shipped_results_only_on_a_cpu_in_full_mode_when_asked(tmp_path, capsys):
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "summary.json").write_text(json.dumps({"runs": 3, "hardware": "CPU (x86_64, 1 threads)",
+                                                               "commit": "abcdef1234567"}))
+    assert shipped.source("auto", False, "cpu", str(tmp_path)) == str(tmp_path / "cpu")
+    assert "shipped results: " in capsys.readouterr().out
+    assert shipped.source("train", False, "cpu", str(tmp_path)) is None
+    assert shipped.source("auto", True, "cpu", str(tmp_path)) is None  # smoke mode always trains
+    assert shipped.source("auto", False, "cpu", str(tmp_path / "nothing")) is None
+    with pytest.raises(ParameterError, match="parameter RESULTS must be 'auto' or 'train'"):
+        shipped.source("yes", False, "cpu", str(tmp_path))
 
 
 def test_a_thinned_history_keeps_its_ends_and_at_most_the_points_asked():

@@ -108,3 +108,12 @@ def test_cli_settings_reach_their_sections():
     assert options["objective_options"] == {"exclude_self": True, "queue_size": 64}
     with pytest.raises(ValueError, match=r"it belongs to objective\.queue_size"):
         experiments.build("declip", "smoke", 0, device="cpu", queue_size=5)  # the Python API names it too
+
+
+def test_the_readmes_generated_results_are_what_their_json_gives():
+    from declip_lite.runs import readme
+    text = (ROOT / "README.md").read_text()
+    kinds = [m.group(2) for m in readme.BLOCK.finditer(text)]
+    assert "results" in kinds and "bench" in kinds
+    assert readme.update(str(ROOT / "README.md"), str(ROOT)) == text, \
+        "README.md differs from results/: run `python -m declip_lite.experiments readme`"

@@ -1,6 +1,8 @@
 """From a run's arguments to an untrained run: data, tokenizer, zero-shot tasks, model, objective,
 batches and a Trainer. Nothing here trains or caches (that is ``cache.py``)."""
+import os
 import platform
+import subprocess
 import time
 from dataclasses import dataclass
 
@@ -87,6 +89,18 @@ def build(method="clip", preset="smoke", seed=0, device=None, scorer=None, **opt
     trainer = make_trainer(dataset, tokenizer, config.method, preset, tasks, config.seed, device, config.augmentation,
                            dict(config.model), dict(config.objective), train_overrides=dict(config.train))
     return Run(config, tokenizer, dataset, tasks, trainer, filter_report=report)
+
+
+def commit():
+    """The checkout's commit, with "+dirty" when files differ from it; "unknown" outside git."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha.stdout.strip() + ("+dirty" if dirty else "")
 
 
 def hardware(device):

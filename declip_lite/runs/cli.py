@@ -12,6 +12,7 @@ from ..objectives import objective_names
 from .config import PRESETS, RunConfig, SettingError, sections
 from .pipelines import train_csv
 from .pool import run_grid
+from . import readme
 from .reproduce import reproduce
 
 
@@ -67,6 +68,11 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["reproduce"]:
         return reproduce_main(argv[1:])
+    if argv[:1] == ["readme"]:  # rewrite the README's results blocks from results/
+        text = readme.update("README.md")
+        with open("README.md", "w") as f:
+            f.write(text)
+        return
     import_plugins(argv)
     parser = argparse.ArgumentParser(description="Train declip-lite runs or grids (cached) and summarise "
                                                  "zero-shot accuracy.")

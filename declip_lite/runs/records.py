@@ -62,6 +62,7 @@ class Record(_Setting):
     preset: Preset
     options: dict
     hardware: str = None
+    commit: str = None           # the code that trained it ("+dirty": with uncommitted changes)
     torch: str = None
     train_seconds: float = None
     pairs_seen: int = None

@@ -1,19 +1,20 @@
 """``reproduce --scale smoke|cpu|gpu``: every run that the notebooks' full mode needs at a scale,
 trained (or loaded from the cache) in parallel processes, one line per finished run, into
-``results/<scale>/``: one JSON record per run (history thinned to 200 points), and
-``summary.json`` (every setting's mean ± std over seeds, the headline comparisons with their
-confidence intervals and verdicts, where and how it ran). Resumable: rerun the same command."""
+``results/<scale>/``: one JSON record per run (history thinned to 200 points), bf16 weights of
+the runs whose models notebooks draw (``grids.model_runs``), and ``summary.json`` (every
+setting's mean ± std over seeds, the headline comparisons with their confidence intervals and
+verdicts, where and how it ran). Resumable: rerun the same command."""
 import json
 import math
 import os
 import platform
-import subprocess
 import time
 
 import torch
 
 from .. import grids, report
 from ..evaluate import save_json
+from .build import commit
 from .pool import run_grid
 
 HISTORY_POINTS = 200
@@ -34,23 +35,25 @@ def thinned(history, points=HISTORY_POINTS):
     return [history[i] for i in keep]
 
 
-def commit():
-    """The checkout's commit, with "+dirty" when files differ from it; "unknown" outside git."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return sha.stdout.strip() + ("+dirty" if dirty else "")
+def export_weights(checkpoint, path):
+    """The model's and the objective's weights of a training checkpoint, in bf16 (a quarter of it)."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    compact = lambda d: {k: v.bfloat16() if v.is_floating_point() else v for k, v in d.items()}  # noqa: E731
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    torch.save({"model": compact(state["model"]), "objective": compact(state["objective"]), "step": state["step"],
+                "model_config": state["model_config"], "tokenizer": state["tokenizer"]}, path)
+
+
+def small_data_rows(records, scale):
+    """The summaries of the plain runs (default options) at the grids' small-data setting of ``scale``."""
+    s = grids.SCALES[scale]
+    return records.summarise().where(pairs=s.small, steps=s.overrides["steps"], encoder="rn-tiny", noise=(0.0, 0.0),
+                                     model=None, filtered=False, augmentation="clip", objective=None)
 
 
 def headline(records, scale):
     """Each headline method against CLIP at the grid's small-data setting, interval and verdict."""
-    s = grids.SCALES[scale]
-    rows = records.summarise().where(pairs=s.small, steps=s.overrides["steps"], encoder="rn-tiny", noise=(0.0, 0.0),
-                                     model=None, filtered=False, augmentation="clip", objective=None)
+    rows = small_data_rows(records, scale)
     clip = rows.one(method="clip")
     return {m: report.compare(clip, rows.one(method=m)) for m in grids.HEADLINE[1:]}
 
@@ -77,6 +80,8 @@ def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device
               flush=True)
 
     records = run_grid(configs, runs_dir, device, jobs, progress=False, on_record=finished)
+    for config in grids.model_runs(scale):
+        export_weights(os.path.join(runs_dir, config.name + ".pt"), os.path.join(where, "weights", config.name + ".pt"))
     comparisons = headline(records, scale)
     for method, c in comparisons.items():
         print(f"{method} - clip: {c}")

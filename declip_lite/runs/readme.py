@@ -1,0 +1,77 @@
+"""The README's results, written from ``results/`` between markers so they cannot drift:
+
+    <!-- results: results/cpu -->          a ``reproduce`` folder: the ladder and its verdicts
+    <!-- bench: results/bench_cpu.json --> a ``bench/bench.py`` JSON: the speed table
+    ...generated...
+    <!-- end -->
+
+``python -m declip_lite.experiments readme`` rewrites every such block; a test fails when one
+differs from what its file gives."""
+import glob
+import json
+import os
+import re
+
+from .. import grids, report
+from .records import Records
+from .reproduce import small_data_rows
+
+BLOCK = re.compile(r"(<!-- (results|bench): (\S+) -->\n)(.*?)(<!-- end -->)", re.S)
+TASK_COLUMNS = ("shape", "colour", "count", "composition")
+
+
+def load(folder):
+    """(summary, Records) of a ``reproduce`` output folder."""
+    with open(os.path.join(folder, "summary.json")) as f:
+        summary = json.load(f)
+    paths = sorted(glob.glob(os.path.join(folder, "records", "*.json")))
+    return summary, Records.load([json.load(open(p)) for p in paths])
+
+
+def results_block(folder):
+    """Markdown: the small-data ladder (mean ± std over seeds) and each rung against CLIP."""
+    summary, records = load(folder)
+    rows = small_data_rows(records, summary["scale"])
+    scale = grids.SCALES[summary["scale"]]
+    ladder = [rows.one(method=m) for m in grids.LADDER if rows.where(method=m)]
+    clip = rows.one(method="clip")
+    lines = [f"{summary['hardware']}, torch {summary['torch']}, commit `{summary['commit'][:10]}`, "
+             f"{summary['runs']} runs in {summary['seconds'] / 60:.0f} min: `{summary['command']}`. "
+             f"{scale.small:,} pairs × {scale.overrides['steps']:,} steps of {scale.overrides['batch_size']}.", "",
+             "| method | seeds | mean zero-shot | " + " | ".join(TASK_COLUMNS) + " | minus CLIP, 95 % interval | verdict |",
+             "|---|---:|---:|" + "---:|" * len(TASK_COLUMNS) + "---|---|"]
+    for r in ladder:
+        c = report.compare(clip, r) if r is not clip else None
+        interval = f"{c.difference:+.3f} [{c.low:+.3f}, {c.high:+.3f}] ({c.kind})" if c else ""
+        lines.append(f"| {r.method} | {len(r.seeds)} | {r['mean'][0]:.3f} ± {r['mean'][1]:.3f} | "
+                     + " | ".join(f"{r[t][0]:.3f}" for t in TASK_COLUMNS) + f" | {interval} | {c.verdict if c else ''} |")
+    return "\n".join(lines) + "\n"
+
+
+def bench_block(path):
+    """Markdown: the speed table of one ``bench/bench.py`` JSON."""
+    with open(path) as f:
+        b = json.load(f)
+    lines = [f"{b['hardware']}, torch {b['torch']}, commit `{b['commit'][:10]}`: `{b['command']}`; every step "
+             f"timed in turn, {b['rounds']} rounds of {b['steps_per_round']} steps; median (range over rounds).", "",
+             "| | |", "|---|---:|",
+             "| ShapeCaps images/s, 32 / 64 / 128 px | " + " / ".join(f"{b[f'images_per_s_{s}px']:,.0f}"
+                                                            for s in (32, 64, 128)) + " |",
+             f"| CLIP training pairs/s (rn-tiny, batch {b['batch_size']}) | "
+             f"{b['clip_pairs_per_s']:,.0f} |",
+             f"| DeCLIP training pairs/s | {b['declip_pairs_per_s']:,.0f} |",
+             f"| DeCLIP / CLIP step time | {b['declip_over_clip']:.2f}× ({b['declip_over_clip_range'][0]:.2f}–"
+             f"{b['declip_over_clip_range'][1]:.2f}) |"]
+    if "ours_over_open_clip_pairs_per_s" in b:
+        r = b["ours_over_open_clip_pairs_per_s_range"]
+        lines.append(f"| our CLIP pairs/s over open_clip's (vit-tiny, CLIP + ClipLoss + AdamW) | "
+                     f"{b['ours_over_open_clip_pairs_per_s']:.2f}× ({r[0]:.2f}–{r[1]:.2f}) |")
+    return "\n".join(lines) + "\n"
+
+
+def update(readme="README.md", root="."):
+    """The README's text with every generated block rewritten from its file."""
+    with open(readme) as f:
+        text = f.read()
+    make = {"results": results_block, "bench": bench_block}
+    return BLOCK.sub(lambda m: m.group(1) + make[m.group(2)](os.path.join(root, m.group(3))) + m.group(5), text)
