@@ -31,7 +31,7 @@ SCALES = {
                    benchmark_seeds=(0,), curve_seeds=(0,), noise_levels=(0.5,), text_depths=(1, 2)),
     "cpu": Scale("cpu", (0, 1, 2, 3, 4), (500, 2000, 8000), 2000, dict(batch_size=128, steps=1200, warmup=100,
                                                                        eval_n=1000, eval_every=250),
-                 benchmark_seeds=(0,), curve_seeds=(0,), noise_levels=(0.25, 0.5), text_depths=(1, 2, 4)),
+                 benchmark_seeds=(0,), curve_seeds=(0,), noise_levels=(0.5,), text_depths=(1, 2, 4)),
     "gpu": Scale("gpu", (0, 1, 2), (500, 1000, 2000, 4000, 8000, 16000), 2000,
                  dict(batch_size=128, steps=1200, warmup=100, eval_every=300)),
 }
