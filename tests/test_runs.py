@@ -117,3 +117,19 @@ def test_the_readmes_generated_results_are_what_their_json_gives():
     assert "results" in kinds and "bench" in kinds
     assert readme.update(str(ROOT / "README.md"), str(ROOT)) == text, \
         "README.md differs from results/: run `python -m declip_lite.experiments readme`"
+
+
+@register("broken")
+class Broken(Objective):
+    """An objective whose loss cannot be computed: a run that fails mid-grid."""
+
+    def forward(self, enc):
+        raise FloatingPointError("the broken objective always fails")
+
+
+def test_a_failing_run_does_not_stop_the_others_and_is_named_at_the_end(tmp_path):
+    configs = [experiments.RunConfig.of("broken", "smoke", 0, **TINY), experiments.RunConfig.of("clip", "smoke", 0, **TINY)]
+    finished = []
+    with pytest.raises(RuntimeError, match=r"1 of 2 runs failed .*broken-s0-\w+: FloatingPointError: the broken"):
+        experiments.run_grid(configs, str(tmp_path), "cpu", progress=False, on_record=lambda c, r: finished.append(c))
+    assert finished == configs[1:] and (tmp_path / (configs[1].name + ".json")).exists()  # the good run is kept
