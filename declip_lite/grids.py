@@ -13,6 +13,9 @@ from .notebook import small_data
 from .runs.config import RunConfig
 
 
+ENCODERS = ("rn-tiny", "vit-tiny")
+
+
 @dataclass(frozen=True)
 class Scale:
     preset: str
@@ -21,6 +24,7 @@ class Scale:
     small: int             # the pairs every other grid trains on
     overrides: dict = field(default_factory=dict)
     benchmark_seeds: tuple = (0, 1, 2)  # seeds of notebook 08's grids
+    benchmark_encoders: tuple = ENCODERS  # the image towers notebook 08's benchmark compares
     curve_seeds: tuple = (0, 1, 2)      # seeds of the data-efficiency curve and the equal-time runs
     noise_levels: tuple = (0.2, 0.4, 0.6)
     text_depths: tuple = (1, 2, 4, 8)
@@ -31,7 +35,8 @@ SCALES = {
                    benchmark_seeds=(0,), curve_seeds=(0,), noise_levels=(0.5,), text_depths=(1, 2)),
     "cpu": Scale("cpu", (0, 1, 2, 3, 4), (500, 2000, 8000), 2000, dict(batch_size=128, steps=1200, warmup=100,
                                                                        eval_n=1000, eval_every=250),
-                 benchmark_seeds=(0,), curve_seeds=(0,), noise_levels=(0.5,), text_depths=(1, 2, 4)),
+                 benchmark_seeds=(0,), curve_seeds=(0,), noise_levels=(0.5,), text_depths=(1, 2, 4),
+                 benchmark_encoders=("rn-tiny",)),  # a vit-tiny run costs 25 min on one core: the gpu scale's
     "gpu": Scale("gpu", (0, 1, 2), (500, 1000, 2000, 4000, 8000, 16000), 2000,
                  dict(batch_size=128, steps=1200, warmup=100, eval_every=300)),
 }
@@ -39,7 +44,6 @@ LADDER = ["clip", "clip+mvs", "clip+mvs+ss", "declip"]  # the paper's ablation o
 HEADLINE = ["clip", "declip", "clip+mvs"]               # the comparison the README leads with
 SINGLES = ["clip+iss", "clip+tss", "clip+nns"]          # one signal each, on top of CLIP
 BENCHMARK_METHODS = ["clip", "slip", "filip", "declip", "defilip"]
-ENCODERS = ["rn-tiny", "vit-tiny"]
 FILTER_QUANTILE = 0.9
 TIME_MULTIPLE = 2  # CLIP also trains this many times longer: the equal-wall-clock comparison
 TEXT_LAYERS = CONFIGS["rn-tiny"].text_layers  # that point of the depth sweep is the plain CLIP run
@@ -75,7 +79,7 @@ def _equal_time(s, methods):
 
 
 def _benchmark(s, methods):
-    return [spec(m, s, seed, model=e) for e in ENCODERS for m in methods or BENCHMARK_METHODS
+    return [spec(m, s, seed, model=e) for e in s.benchmark_encoders for m in methods or BENCHMARK_METHODS
             for seed in s.benchmark_seeds]
 
 

@@ -22,9 +22,9 @@ HISTORY_POINTS = 200
 
 def plan(scale):
     """The run configurations of ``scale``, each once: notebook 07's grids (the headline first),
-    notebook 08's, then notebooks 01-06's own runs."""
+    notebook 08's, the runs whose models the notebooks draw, then notebooks 01-06's own runs."""
     configs = [c for name in grids.NOTEBOOK_GRIDS["07"] + grids.NOTEBOOK_GRIDS["08"] for c in grids.grid(name, scale)]
-    return list(dict.fromkeys(configs + grids.notebook_runs(scale)))
+    return list(dict.fromkeys(configs + grids.model_runs(scale) + grids.notebook_runs(scale)))
 
 
 def thinned(history, points=HISTORY_POINTS):
