@@ -76,7 +76,7 @@ def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device
                 data["history"] = thinned(json.load(f)["history"])
         save_json(data, os.path.join(where, "records", config.name + ".json"))
         print(f"[{len(done):3d}/{total}] {time.perf_counter() - start:6.0f} s  {config.method:12s} "
-              f"s{config.seed} {record.pairs:5d} pairs  mean zero-shot {record.zero_shot['mean']:.3f}  {config.name}",
+              f"s{config.seed} {record.pairs:5d} pairs  mean zero-shot {record.zero_shot_own['mean']:.3f}  {config.name}",
               flush=True)
 
     records = run_grid(configs, runs_dir, device, jobs, progress=False, on_record=finished)
