@@ -2,8 +2,10 @@
 the last good state, lower the learning rate, and go on; give up after a few tries. And a calm
 Ctrl-C: stop at the end of the current step.
 
-A spike is a loss above ``spike_factor`` times the median of the recent losses (the reference
-watches for the same two faults; its remedy also lowers the learning rate). Under torchrun a
+A spike is a loss above ``spike_factor`` times the median of the recent losses and at least one
+nat above it (the reference watches for the same two faults; its remedy also lowers the learning
+rate). The margin keeps a memorising run, whose loss wobbles between 0.003 and 0.04, from
+counting as a crash. Under torchrun a
 crash stops the run instead, naming the step: every rank would have to agree to go back.
 """
 import math
@@ -15,6 +17,7 @@ from .distributed import world
 
 SPIKE_WINDOW = 100   # recent steps whose median loss a spike is measured against
 SPIKE_MIN_STEPS = 20  # no spike check before this many finite steps
+SPIKE_MIN_RISE = 1.0  # nats: a smaller rise over the median is never a spike, whatever the ratio
 
 
 class LossCrash(FloatingPointError):
@@ -30,7 +33,7 @@ def first_crash(rows, earlier, spike_factor):
     """The first of ``rows`` (new history rows) whose loss is non-finite or a spike over ``earlier``'s median."""
     recent = [r["loss"] for r in earlier[-SPIKE_WINDOW:] if math.isfinite(r["loss"])]
     median = statistics.median(recent) if len(recent) >= SPIKE_MIN_STEPS else 0.0
-    limit = spike_factor * median if spike_factor and median > 0 else math.inf  # a loss near or below 0: NaN only
+    limit = max(spike_factor * median, median + SPIKE_MIN_RISE) if spike_factor and median > 0 else math.inf
     for row in rows:
         if not math.isfinite(row["loss"]):
             return LossCrash(row["step"], row["loss"], "nan")

@@ -259,3 +259,15 @@ def test_16_bit_images_are_scaled_by_their_bit_depth_not_their_maximum(tmp_path)
     Image.fromarray(np.full((12, 12), 32768, dtype=np.uint16)).save(tmp_path / "grey.png")  # mid-grey
     data = CaptionedImages(read_csv(_csv(tmp_path, [("grey.png", "a grey square")])), 8)
     assert 126 <= data.pixels.float().mean() <= 129
+
+
+def test_a_spike_is_ten_times_the_median_and_a_nat_above_it():
+    from declip_lite.recovery import first_crash
+    rows = lambda losses, start=0: [{"step": start + i, "loss": v} for i, v in enumerate(losses)]  # noqa: E731
+    memorising = rows([0.003] * 50)
+    assert first_crash(rows([0.039], 50), memorising, 10.0) is None  # 13x the median, but 0.04 nats
+    assert first_crash(rows([0.039, 1.2], 50), memorising, 10.0).step == 51
+    learning = rows([2.0] * 50)
+    assert first_crash(rows([2.9, 19.0], 50), learning, 10.0) is None  # 9.5x: not yet
+    assert first_crash(rows([21.0], 50), learning, 10.0).kind == "spike"
+    assert first_crash(rows([float("nan")], 50), memorising, 0).kind == "nan"  # spike_factor 0: NaN only
