@@ -204,3 +204,8 @@ def test_the_verdict_follows_the_interval_and_the_papers_direction():
     one_seed = report.compare(summary([0.5], seeds=(0,)), summary([0.9], seeds=(0,)))
     assert one_seed.verdict == "inconclusive" and one_seed.low == -math.inf  # one seed decides nothing
     assert "reproduced" in str(report.compare(clip, mvs)) and "paired, 3 seeds" in str(report.compare(clip, mvs))
+
+
+def test_a_record_reports_its_training_time(tmp_path):
+    run = experiments.train("clip", "smoke", 0, runs_dir=str(tmp_path), device="cpu", progress=False, **TINY)
+    assert run.record.train_seconds > 0 and run.record.train_seconds == run.seconds

@@ -33,7 +33,8 @@ def fit(run, runs_dir="data/runs", progress=True):
     same run is refused (``RunLock``)."""
     if not runs_dir:
         run.trainer.fit(progress=progress, label=run_label(run))
-        run.seconds, run.record = run.trainer.train_seconds, result(run)
+        run.seconds = run.trainer.train_seconds  # before the record, which reports it
+        run.record = result(run)
         return run
     path = os.path.join(runs_dir, run.name)
     with RunLock(path) if is_main() else contextlib.nullcontext():
@@ -44,7 +45,8 @@ def fit(run, runs_dir="data/runs", progress=True):
                 run.record = Record.from_json(json.load(f))
             return run
         run.trainer.fit(checkpoint=path + ".pt", progress=progress, label=run_label(run))
-        run.seconds, run.record = run.trainer.train_seconds, result(run)
+        run.seconds = run.trainer.train_seconds  # before the record, which reports it
+        run.record = result(run)
         if is_main():
             run.trainer.save_history(path + ".history.json")
             for name, task in run.tasks.items():  # one JSON per (run, task), with the confusion matrix

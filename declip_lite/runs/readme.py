@@ -35,11 +35,9 @@ def results_block(folder):
     scale = grids.SCALES[summary["scale"]]
     ladder = [rows.one(method=m) for m in grids.LADDER if rows.where(method=m)]
     clip = rows.one(method="clip")
-    training = sum(r.train_seconds or 0 for r in records) / 60
     lines = [f"{summary['hardware']}, torch {summary['torch']}, commit `{summary['commit'][:10]}`: "
-             f"`{summary['command']}`; {len(records)} runs, {training:.0f} min of training in all "
-             f"({summary['jobs']} at a time). {scale.small:,} pairs × {scale.overrides['steps']:,} steps of "
-             f"{scale.overrides['batch_size']}.", "",
+             f"`{summary['command']}`; {len(records)} runs, {summary['jobs']} at a time. {scale.small:,} pairs × "
+             f"{scale.overrides['steps']:,} steps of {scale.overrides['batch_size']}.", "",
              "| method | seeds | mean zero-shot | " + " | ".join(TASK_COLUMNS) + " | minus CLIP, 95 % interval | verdict |",
              "|---|---:|---:|" + "---:|" * len(TASK_COLUMNS) + "---|---|"]
     for r in ladder:
