@@ -25,7 +25,7 @@ browser:  ## Debian's chromium for the JupyterLab browser test: installed where 
 	  || echo "chromium is not installed and apt-get cannot run here: the browser test will be skipped"; }
 
 run: setup  ## execute notebooks/*.ipynb in order into runs/ (SMOKE=1 for the quick presets)
-	$(BIN)/python notebooks/run.py --out runs $(if $(SMOKE),--smoke,)
+	$(BIN)/python notebooks/run.py --out runs $(if $(SMOKE),--smoke,) $(RUN_ARGS)
 
 test: setup browser
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n auto --dist worksteal  # a 1-thread worker per core; idle workers take queued tests from busy ones

@@ -27,11 +27,15 @@ def text_features(model, tokens, batch_size=1024):
     return _embed(model, model.encode_text, tokens, batch_size)
 
 
+def prompts(classnames, templates):
+    """Every template filled with every class name, class by class: C x len(templates) prompts."""
+    return [t.format(c) for c in classnames for t in templates]
+
+
 @torch.no_grad()
 def zero_shot_classifier(model, tokenizer, classnames, templates):
     """(C, d) class embeddings: normalise each prompt's embedding, mean over templates, normalise."""
-    prompts = [t.format(c) for c in classnames for t in templates]
-    emb = text_features(model, tokenizer.encode(prompts)).view(len(classnames), len(templates), -1)
+    emb = text_features(model, tokenizer.encode(prompts(classnames, templates))).view(len(classnames), len(templates), -1)
     return F.normalize(emb.mean(1), dim=-1)
 
 
@@ -55,7 +59,7 @@ def token_wise_scores(model, filip, tokenizer, images, classnames, templates, ba
     model.eval()
     filip.eval()
     dev = next(model.parameters()).device
-    tokens = tokenizer.encode([t.format(c) for c in classnames for t in templates]).to(dev)
+    tokens = tokenizer.encode(prompts(classnames, templates)).to(dev)
     y = F.normalize(filip.text_proj(model.encode_text(tokens)["tokens"].float()), dim=-1)
     valid, out = tokens != 0, []
     for i in range(0, len(images), batch_size):

@@ -102,10 +102,11 @@ def _text_depth(s, methods):
 
 
 def model_runs(scale):
-    """The runs whose trained models notebooks 07-08 draw (embedding maps, FILIP's word-patch map):
-    ``reproduce`` ships their weights."""
+    """The runs whose trained models the notebooks use (07-08's embedding maps and FILIP's
+    word-patch map, and every run of 01-06): ``reproduce`` ships their weights."""
     s = SCALES[scale]
-    return [spec("clip", s, 0), spec("declip", s, 0), spec("filip", s, 0, model="vit-tiny")]
+    drawn = [spec("clip", s, 0), spec("declip", s, 0), spec("filip", s, 0, model="vit-tiny")]
+    return list(dict.fromkeys(drawn + notebook_runs(scale)))
 
 
 def notebook_runs(scale):

@@ -4,6 +4,7 @@ Papermill hands parameters over as typed by whoever ran it (``-p SMOKE false`` i
 "false", which Python reads as true), so each one is checked here and a wrong one stops the
 notebook with a message that names it, before any training starts.
 """
+import inspect
 import os
 
 import torch
@@ -67,3 +68,12 @@ def small_data(smoke):
     """Notebooks 02-06: (preset, overrides) of the small-data regime where extra supervision pays,
     2,000 pairs x 1,200 steps of 128, the same on a CPU and a GPU; seconds of training when ``smoke``."""
     return ("smoke", dict(batch_size=64, steps=40)) if smoke else ("cpu", dict(SMALL_DATA))
+
+
+def show_source(*functions):
+    """Display the library source of ``functions`` (read when the cell runs, so what a notebook
+    shows is the code that trains, never a copy that drifts from it)."""
+    from IPython.display import Code, display
+
+    for fn in functions:
+        display(Code(inspect.getsource(fn), language="python"))

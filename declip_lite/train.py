@@ -1,7 +1,7 @@
 """One Trainer for every objective: AdamW with no-decay groups, warm-up + cosine, bf16 autocast on
-CUDA, gradient clipping, the reference's logit-scale clamp, a tqdm bar, a per-step history,
-periodic zero-shot evaluation, loss-crash recovery, and atomic checkpoints that resume exactly
-(the final evaluation included) and load with ``weights_only=True``.
+CUDA, gradient clipping, the reference's logit-scale clamp, a tqdm bar (and live curves in
+Jupyter), a per-step history, periodic zero-shot evaluation, loss-crash recovery, and atomic
+checkpoints that resume exactly (the final evaluation included) and load with ``weights_only=True``.
 """
 import copy
 import json
@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import rng_state, set_rng_state, write_durably
 from .distributed import is_main, world
+from .live import LiveCurves, enabled as live_enabled
 from .objectives.contract import encode
 from .recovery import LossCrash, StepBoundaryInterrupt, first_crash, give_up_message
 
@@ -109,7 +110,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(parameter_groups([model, objective], c.weight_decay), lr=c.lr,
                                            betas=c.betas, eps=c.eps, fused=True)  # one kernel, not a loop
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(c.warmup, c.steps))
-        self.step, self.history, self.evals, self._pending = 0, [], [], []
+        self.step, self.history, self.evals, self._pending, self._live = 0, [], [], [], None
         self.recoveries, self.lr_scale, self.final_step, self.train_seconds = [], 1.0, None, 0.0
         self._tick, self._good = time.perf_counter(), None
 
@@ -170,6 +171,7 @@ class Trainer:
         total = steps or self.config.steps
         bar = tqdm(total=total, initial=self.step, disable=not (progress and is_main()),
                    desc=label or type(self.objective).__name__, dynamic_ncols=True)
+        self._live = LiveCurves(bar.desc) if progress and is_main() and live_enabled() else None
         self._tick, self._good, start = time.perf_counter(), self._snapshot(), time.perf_counter()
         with StepBoundaryInterrupt() as interrupt:
             while self.step < total and not interrupt.requested:
@@ -182,6 +184,8 @@ class Trainer:
                     bar.n = self.step
                     bar.refresh()
         bar.close()
+        if self._live:
+            self._live.update(self.history, final=True)
         self.train_seconds += time.perf_counter() - start
         if interrupt.requested:
             self._stop_interrupted(checkpoint, total)
@@ -200,6 +204,8 @@ class Trainer:
             last = self._flush()
             self._good = self._snapshot()
             bar.set_postfix_str(f"loss {last['loss']:.3g}, {last['pairs_per_s']:.0f} pairs/s")
+            if self._live:
+                self._live.update(self.history)
         if c.eval_every and self.step % c.eval_every == 0 and self.step < total:
             self.evaluate()
             self._tick = time.perf_counter()  # evaluation time is not training time

@@ -54,16 +54,38 @@ def smooth(values, window):
     return np.convolve(v, np.ones(window) / window, mode="valid")
 
 
-def loss_curves(history, keys, window=10, ax=None, title=None):
-    """One smoothed curve per named term of a Trainer history."""
+def loss_curves(history, keys, window=10, ax=None, title=None, label=None):
+    """One curve per named term of a Trainer history, averaged over ``window`` steps (a thinned,
+    shipped history over as many steps as a full one). ``label``: added to each curve's name."""
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3.5))
     steps = np.array([h["step"] for h in history])
+    spacing = np.median(np.diff(steps)) if len(steps) > 1 else 1
+    rows = max(1, round(window / spacing))
     for k in keys:
         vals = [h[k] for h in history if k in h]
         if vals:
-            ax.plot(steps[: len(vals)][window - 1:] if len(vals) >= window else steps[: len(vals)], smooth(vals, window), label=k)
+            x = steps[: len(vals)][rows - 1:] if len(vals) >= rows else steps[: len(vals)]
+            ax.plot(x, smooth(vals, rows), label=k if label is None else f"{k}, {label}")
     ax.set(xlabel="step", title=title)
     ax.legend(fontsize=8)
+    return fig
+
+
+NOT_TERMS = {"step", "lr", "logit_scale", "grad_norm", "pairs_per_s"}
+
+
+def training_curves(history, title):
+    """Every named term of a history so far and the learned scale, side by side, on a Figure
+    outside pyplot (nothing to close, never shown inline): the live plot of ``live.LiveCurves``."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 3))
+    terms, scale = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    loss_curves(history, [k for k in history[-1] if k not in NOT_TERMS], ax=terms, title=f"{title}: named terms")
+    terms.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    scale.plot([h["step"] for h in history], [h["logit_scale"] for h in history], color="tab:red")
+    scale.set(xlabel="step", title="learned scale s = 1/τ")
+    fig.tight_layout()
     return fig
 
 

@@ -15,6 +15,9 @@ import time
 NOTEBOOKS = pathlib.Path(__file__).resolve().parent
 COSTS = NOTEBOOKS.parent / "results" / "notebook_costs.json"
 COST_MARK = "**What it costs.**"
+SHIPPED_RUNS = "on a CPU it loads the runs shipped in `results/cpu/` and trains `LIVE_STEPS` steps live"
+FULL_SOURCE = {**{f"0{i}": SHIPPED_RUNS for i in range(1, 7)}, "07": "reading the shipped `results/cpu/`",
+               "08": "reading the shipped `results/cpu/`"}
 
 
 def notebooks():
@@ -27,6 +30,7 @@ def execute(path, out_dir, parameters, timeout=None):
 
     out = pathlib.Path(out_dir) / path.name
     out.parent.mkdir(parents=True, exist_ok=True)
+    os.environ["DECLIP_LIVE"] = "0"  # headless: no live training curves (the kernel inherits it)
     pm.execute_notebook(str(path), str(out), parameters=parameters, cwd=str(NOTEBOOKS), kernel_name="python3",
                         progress_bar=False, execution_timeout=timeout)
     return out
@@ -38,13 +42,15 @@ def minutes(seconds):
 
 def cost_paragraph(costs, name):
     """The first cell's cost line for notebook ``name``, from the measured times in ``costs``."""
-    smoke = costs["smoke_seconds"].get(name)
-    full = costs["full_seconds"].get(name)
-    smoke_text = f"{minutes(smoke)} on {costs['hardware']}" if smoke is not None else "not measured"
-    full_text = (f"{minutes(full['seconds'])} on {full['hardware']} ({full['source']})" if full
-                 else "not measured as one run on a CPU")
-    return (f"{COST_MARK} Smoke mode (`SMOKE = True`): {smoke_text}. Full mode (`SMOKE = False`, the default): "
-            f"{full_text}; on a GPU: {costs['gpu']}. Switch in the parameters cell below, or run "
+    def measured(entry):
+        return f"{minutes(entry['seconds'])} on {entry['hardware']}" if entry else "not measured"
+    smoke, full, train = (costs[k].get(name) for k in ("smoke_seconds", "full_seconds", "train_seconds"))
+    smoke = smoke and {"seconds": smoke, "hardware": costs["hardware"]}
+    full_text = measured(full) + (f" ({full['source']})" if full and full.get("source") else "")
+    train_text = (f"; training its runs here instead (`RESULTS = \"train\"`): {measured(train)} "
+                  f"({train['source']})" if train else "")
+    return (f"{COST_MARK} Smoke mode (`SMOKE = True`): {measured(smoke)}. Full mode (`SMOKE = False`, the default): "
+            f"{full_text}{train_text}; on a GPU: {costs['gpu']}. Switch in the parameters cell below, or run "
             f"`papermill -p SMOKE True`; `make run SMOKE=1` runs every notebook in smoke mode. "
             f"Times: `results/notebook_costs.json`.")
 
@@ -60,13 +66,17 @@ def write_costs(costs):
         path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
-def record(seconds, path):
-    """Merge measured smoke times into ``path`` with the machine, commit and command that measured them."""
-    costs = json.loads(path.read_text()) if path.exists() else {"full_seconds": {}, "gpu": "not measured yet"}
+def record(seconds, path, smoke):
+    """Merge measured times (smoke or full mode) into ``path`` with the machine, commit and command."""
+    costs = json.loads(path.read_text())
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    costs.update(smoke_seconds={k: round(v, 1) for k, v in seconds.items()}, commit=commit,
-                 hardware=f"{platform.machine()}, {os.cpu_count()} CPU cores",
-                 command="python " + " ".join(sys.argv))
+    where = {"hardware": f"{platform.machine()}, {os.cpu_count()} CPU cores", "commit": commit,
+             "command": "python " + " ".join(sys.argv)}
+    if smoke:
+        costs.update(smoke_seconds={k: round(v, 1) for k, v in seconds.items()}, **where)
+    else:
+        costs["full_seconds"] = {k: {"seconds": round(v), **where, "source": FULL_SOURCE.get(k[:2])}
+                                 for k, v in seconds.items()}
     path.write_text(json.dumps(costs, indent=1) + "\n")
 
 
@@ -88,7 +98,7 @@ def main():
         seconds[nb.stem] = time.perf_counter() - start
         print(f"  done in {seconds[nb.stem]:.0f} s -> {out / nb.name}", flush=True)
     if args.record:
-        record(seconds, args.record)
+        record(seconds, args.record, args.smoke)
     print(f"\nExecuted notebooks: {out}/\nFigures: {out}/figures/\nRun results (JSON, checkpoints): "
           f"{NOTEBOOKS.parent / 'data' / 'runs'}/")
 

@@ -32,6 +32,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--dis
          "--disable-component-update", "--disable-sync", "--disable-quic"]  # or it tries the network
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook tab in front
 FIGURES = {"01_clip_from_scratch": 5, "05_nearest_neighbour": 1}  # matplotlib figures each draws in smoke mode
+LIVE = {"01_clip_from_scratch"}  # notebooks whose training draws live curves (``declip_lite.live``)
 NO_NEWS = {"@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"}}
 
 
@@ -63,7 +64,8 @@ def lab(tmp_path_factory):
         (settings / name).parent.mkdir(parents=True, exist_ok=True)
         (settings / name).write_text(json.dumps(value))
     port, token = free_port(), secrets.token_hex(16)
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "ws"),
+    student = {k: v for k, v in os.environ.items() if k not in ("CI", "DECLIP_LIVE")}  # as on a laptop: live curves on
+    env = {**student, "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "ws"),
            "JUPYTERLAB_SETTINGS_DIR": str(settings)}
     args = f"--no-browser --ServerApp.ip=127.0.0.1 --port={port} --IdentityProvider.token={token}"
     log = open(home / "lab.log", "w")
@@ -162,6 +164,12 @@ def test_a_student_sees_every_figure_and_live_widgets_in_jupyterlab(name, lab, b
         assert bad not in text, f"{name}: the page shows {bad!r}"
     figures = page.locator(f"{PANEL} .jp-RenderedImage img").count()
     assert figures >= FIGURES[name] + 1, f"{name}: {figures} images rendered, expected {FIGURES[name]} figures + 1 picture"
+    if name in LIVE:
+        live = page.locator(f"{PANEL} img.declip-live")
+        assert live.count() >= 1, f"{name}: no live training curves beside the progress bar"
+        live.first.scroll_into_view_if_needed()
+        page.wait_for_timeout(500)
+        page.screenshot(path=SHOTS / f"{name}-2-live-curves.png")
 
     widgets = page.locator(f"{PANEL} .declip-widget")
     assert widgets.count() >= 1, f"{name}: no live widget rendered"

@@ -41,14 +41,23 @@ def check_shipped_results_give_what_training_gave(out, runs):
     ablation = grids.grid("ablation", "smoke")
     assert shipped.records(ablation, folder, None) == pool.run_grid(ablation, str(runs), "cpu")
     for config in grids.model_runs("smoke"):
-        run = shipped.trained(config, folder, None, "cpu")
+        run = shipped.train(config, runs_dir=None, device="cpu", shipped_from=folder)
         scores = evaluate_tasks(run.model, run.tokenizer, run.tasks)
         assert abs(scores["mean"] - run.record.zero_shot["mean"]) < 0.05, config.name  # bf16 weights
+        assert run.trainer.evals == run.record.evals and run.trainer.step == config.preset.steps
+        assert run.trainer.history == json.loads((out / "smoke" / "records" / f"{config.name}.json").read_text())["history"]
+    live = shipped.train(grids.model_runs("smoke")[0], runs_dir=None, device="cpu", shipped_from=folder, live_steps=3)
+    assert [r["step"] for r in live.live_history] == [1, 2, 3] and live.trainer.history[-1]["step"] > 3
     with pytest.raises(FileNotFoundError, match="only seed 0's are shipped"):
-        shipped.trained(grids.spec("clip", grids.SCALES["smoke"], 7), folder, None, "cpu")
+        shipped.train(grids.spec("clip", grids.SCALES["smoke"], 7), runs_dir=None, device="cpu", shipped_from=folder)
     with pytest.raises(FileNotFoundError, match="no shipped record of clip seed 7"):
         shipped.records([grids.spec("clip", grids.SCALES["smoke"], 7)], folder, None)
-    assert sum(p.stat().st_size for p in (out / "smoke" / "weights").glob("*.pt")) < 20e6
+
+
+def test_the_committed_checkpoints_stay_under_20_mb_and_cover_every_run_a_notebook_draws():
+    weights = list((ROOT / "results").glob("*/weights/*.pt"))
+    assert sum(p.stat().st_size for p in weights) < 20e6
+    assert {p.stem for p in weights} >= {c.name for c in grids.model_runs("cpu")}
 
 
 def test_a_notebook_reads_shipped_results_only_on_a_cpu_in_full_mode_when_asked(tmp_path, capsys):

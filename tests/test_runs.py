@@ -114,7 +114,7 @@ def test_the_readmes_generated_results_are_what_their_json_gives():
     from declip_lite.runs import readme
     text = (ROOT / "README.md").read_text()
     kinds = [m.group(2) for m in readme.BLOCK.finditer(text)]
-    assert "results" in kinds and "bench" in kinds
+    assert {"results", "bench", "drift"} <= set(kinds)
     assert readme.update(str(ROOT / "README.md"), str(ROOT)) == text, \
         "README.md differs from results/: run `python -m declip_lite.experiments readme`"
 

@@ -156,3 +156,34 @@ def test_the_progress_bar_names_the_run_and_its_options():
     runs = [tiny_run("clip+nns", objective_options={"exclude_self": ex}) for ex in (False, True)]
     labels = [experiments.run_label(r) for r in runs]
     assert labels == ["clip+nns s0 exclude_self=False", "clip+nns s0 exclude_self=True"]
+
+
+def test_live_curves_redraw_one_picture_in_jupyter_and_draw_nothing_headless(monkeypatch):
+    import IPython.display
+    import matplotlib.pyplot as plt
+
+    from declip_lite import live
+
+    shown, updated = [], []
+
+    class Handle:
+        def update(self, obj):
+            updated.append(obj)
+
+    monkeypatch.setattr(IPython.display, "display", lambda obj, display_id=False: shown.append(obj) or Handle())
+    monkeypatch.setattr(live.LiveCurves, "every", 0.0)  # redraw at every flush
+    trainer = experiments.build("clip", "smoke", 0, device="cpu", eval_n=8).trainer
+    trainer.config.flush_every = 5
+    monkeypatch.setenv("DECLIP_LIVE", "1")
+    plt.close("all")
+    trainer.fit(steps=20, progress=True)
+    assert len(shown) == 1 and len(updated) == 4  # one picture, replaced at steps 10, 15, 20 and at the end
+    assert all('class="declip-live"' in p.data and "base64," in p.data for p in shown + updated)
+    assert plt.get_fignums() == []  # drawn outside pyplot: nothing to leak
+    shown.clear()
+    monkeypatch.setenv("DECLIP_LIVE", "0")
+    trainer.fit(steps=30, progress=True)
+    monkeypatch.delenv("DECLIP_LIVE")
+    assert shown == [] and not live.enabled()  # switched off; and a plain Python process is headless
+    monkeypatch.setenv("CI", "true")
+    assert not live.enabled()

@@ -2,6 +2,7 @@
 
     <!-- results: results/cpu -->          a ``reproduce`` folder: the ladder and its verdicts
     <!-- bench: results/bench_cpu.json --> a ``bench/bench.py`` JSON: the speed table
+    <!-- drift: results/thread_drift.json --> ``bench/thread_drift.py``: results by thread count
     ...generated...
     <!-- end -->
 
@@ -16,7 +17,7 @@ from .. import grids, report
 from .records import Records
 from .reproduce import small_data_rows
 
-BLOCK = re.compile(r"(<!-- (results|bench): (\S+) -->\n)(.*?)(<!-- end -->)", re.S)
+BLOCK = re.compile(r"(<!-- (results|bench|drift): (\S+) -->\n)(.*?)(<!-- end -->)", re.S)
 TASK_COLUMNS = ("shape", "colour", "count", "composition")
 
 
@@ -69,9 +70,28 @@ def bench_block(path):
     return "\n".join(lines) + "\n"
 
 
+def drift_block(path):
+    """Markdown: one run's mean zero-shot at each thread count, seed by seed (``bench/thread_drift.py``)."""
+    with open(path) as f:
+        d = json.load(f)
+    threads = sorted({int(k.split("/")[0]) for k in d["scores"]})
+    seeds = sorted({int(k.split("/")[1]) for k in d["scores"]})
+    score = lambda t, s: d["scores"][f"{t}/{s}"]["mean"]  # noqa: E731
+    lines = [f"{d['hardware']}, torch {d['torch']}, commit `{d['commit'][:10]}`: `{d['command']}`. CLIP, "
+             f"{d['pairs']:,} pairs × {d['steps']:,} steps of 128; mean zero-shot top-1.", "",
+             "| seed | " + " | ".join(f"{t} thread{'s' * (t > 1)}" for t in threads) + " | "
+             + " | ".join(f"{t} − {threads[0]}" for t in threads[1:]) + " |",
+             "|---:|" + "---:|" * (2 * len(threads) - 1)]
+    for s in seeds:
+        lines.append(f"| {s} | " + " | ".join(f"{score(t, s):.4f}" for t in threads) + " | "
+                     + " | ".join(f"{score(t, s) - score(threads[0], s):+.4f}" for t in threads[1:]) + " |")
+    lines += ["", f"The spread over these seeds at {threads[0]} thread (std): {d['seed_std_of_mean']:.4f}."]
+    return "\n".join(lines) + "\n"
+
+
 def update(readme="README.md", root="."):
     """The README's text with every generated block rewritten from its file."""
     with open(readme) as f:
         text = f.read()
-    make = {"results": results_block, "bench": bench_block}
+    make = {"results": results_block, "bench": bench_block, "drift": drift_block}
     return BLOCK.sub(lambda m: m.group(1) + make[m.group(2)](os.path.join(root, m.group(3))) + m.group(5), text)

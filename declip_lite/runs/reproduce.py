@@ -1,7 +1,7 @@
 """``reproduce --scale smoke|cpu|gpu``: every run that the notebooks' full mode needs at a scale,
 trained (or loaded from the cache) in parallel processes, one line per finished run, into
 ``results/<scale>/``: one JSON record per run (history thinned to 200 points), bf16 weights of
-the runs whose models notebooks draw (``grids.model_runs``), and ``summary.json`` (every
+the runs whose models notebooks use (``grids.model_runs``), and ``summary.json`` (every
 setting's mean ± std over seeds, the headline comparisons with their confidence intervals and
 verdicts, where and how it ran). Resumable: rerun the same command."""
 import json
@@ -22,9 +22,9 @@ HISTORY_POINTS = 200
 
 def plan(scale):
     """The run configurations of ``scale``, each once: notebook 07's grids (the headline first),
-    notebook 08's, the runs whose models the notebooks draw, then notebooks 01-06's own runs."""
+    notebook 08's, then the runs whose models the notebooks use (01-06's own runs among them)."""
     configs = [c for name in grids.NOTEBOOK_GRIDS["07"] + grids.NOTEBOOK_GRIDS["08"] for c in grids.grid(name, scale)]
-    return list(dict.fromkeys(configs + grids.model_runs(scale) + grids.notebook_runs(scale)))
+    return list(dict.fromkeys(configs + grids.model_runs(scale)))
 
 
 def thinned(history, points=HISTORY_POINTS):

@@ -9,8 +9,9 @@ from dataclasses import asdict
 import torch
 
 from ..notebook import ParameterError
-from .build import build
-from .cache import train
+from . import cache
+from .build import build, run_label
+from .config import run_config
 from .pool import run_grid
 from .records import Record, Records
 
@@ -38,36 +39,52 @@ def scale_of(folder):
     return os.path.basename(os.path.normpath(folder))
 
 
+def _shipped_json(config, folder):
+    path = os.path.join(folder, "records", config.name + ".json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no shipped record of {config.method} seed {config.seed}; they were "
+                                f"made by other code (rerun `make reproduce`) or set RESULTS='train'")
+    with open(path) as f:
+        return json.load(f)
+
+
 def records(configs, folder, runs_dir, device=None, jobs=1):
     """The runs' records: read from ``folder`` when given (each must be there), else ``run_grid``."""
     if folder is None:
         return run_grid(configs, runs_dir, device, jobs)
-    out = []
-    for config in configs:
-        path = os.path.join(folder, "records", config.name + ".json")
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{path}: no shipped record of {config.method} seed {config.seed}; they were "
-                                    f"made by other code (rerun `make reproduce`) or set RESULTS='train'")
-        with open(path) as f:
-            out.append(Record.from_json(json.load(f)))
-    return Records(out)
+    return Records(Record.from_json(_shipped_json(config, folder)) for config in configs)
 
 
-def trained(config, folder, runs_dir, device=None):
-    """A trained run of ``config``: its shipped weights in a freshly built run when ``folder`` is
-    given (the record and history too), else trained (or loaded) through the cache."""
-    if folder is None:
-        return train(config, runs_dir=runs_dir, device=device)
-    path = os.path.join(folder, "weights", config.name + ".pt")
+def train(method="clip", preset="smoke", seed=0, runs_dir="data/runs", device=None, shipped_from=None, live_steps=0,
+          **options):
+    """``experiments.train``; or, with ``shipped_from`` (a :func:`source` folder), the shipped run
+    of the same configuration, as :func:`fit` gives it."""
+    if shipped_from is None:
+        return cache.train(method, preset, seed, runs_dir, device=device, **options)
+    return fit(build(run_config(method, preset, seed, **options), device=device), runs_dir, shipped_from, live_steps)
+
+
+def fit(run, runs_dir="data/runs", shipped_from=None, live_steps=0):
+    """``experiments.fit``; or, with ``shipped_from``, the shipped weights, record, history and
+    evaluations put into ``run`` (a built run of the same configuration). ``live_steps`` steps are
+    trained here first, so the student watches it learn; their history is ``run.live_history``."""
+    if shipped_from is None:
+        return cache.fit(run, runs_dir)
+    config = run.config
+    path = os.path.join(shipped_from, "weights", config.name + ".pt")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no shipped weights of {config.method} seed {config.seed} (only seed 0's "
                                 f"are shipped); set SEED = 0 or RESULTS='train'")
-    run = build(config, device=device)
+    data = _shipped_json(config, shipped_from)
+    if live_steps:
+        run.trainer.fit(steps=live_steps, label=f"{run_label(run)}, live")
+        run.live_history = run.trainer.history
     state = torch.load(path, map_location=run.trainer.device, weights_only=True)
     if state["model_config"] != asdict(run.model.config) or state["tokenizer"] != run.tokenizer.state_dict():
         raise ValueError(f"{path}: shipped weights of another model or vocabulary; set RESULTS='train'")
     for module, weights in ((run.model, state["model"]), (run.objective, state["objective"])):
         module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
-    run.record = records([config], folder, runs_dir)[0]
-    run.trainer.step = state["step"]
+    run.record = Record.from_json(data)
+    trainer = run.trainer
+    trainer.step, trainer.history, trainer.evals = state["step"], data.get("history", []), data["evals"]
     return run

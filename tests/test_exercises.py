@@ -1,0 +1,103 @@
+"""Every exercise checker, called with a right answer (it passes), a wrong one (it fails, with a
+hint that says what is wrong) and no answer (not attempted): no checker is a rubber stamp."""
+import json
+import pathlib
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from declip_lite import exercises
+from declip_lite.data.shapecaps import make_tasks
+from solutions.answers import ANSWERS, PREDICTIONS
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TASKS = make_tasks(n=8, seed=0, image_size=32)
+# what a notebook would have measured, for the prediction exercises
+MEASURED = {
+    "00.chance": dict(tasks=TASKS),
+    "02.collapse": dict(observed="collapse"),
+    "03.mlm_helps": dict(clip=0.61, clip_mlm=0.58),
+    "04.moco_hurts": dict(scores={"clip": {"shape": 0.5, "position": 0.9}, "moco": {"shape": 0.45, "position": 0.4}}),
+    "05.self_rate": dict(self_rate=0.3),
+    "06.largest_term": dict(last={"clip": 1.2, "nns": 2.5, "simsiam": -0.9, "mlm": 1.0}),
+    "07.verdict": dict(verdict="reproduced"),
+    "08.worse_noise": dict(wrong_attribute=0.5, swapped=0.3),
+    "09.skipped": dict(skipped=2),
+}
+
+
+def not_written(*args):
+    ...  # the placeholder a notebook's exercise cell holds
+
+
+def all_masked(tokens, tokenizer, p, generator):
+    """Every selected word becomes MASK (no 10 % random, no 10 % kept)."""
+    selected = (torch.rand(tokens.shape, generator=generator) < p) & ~torch.isin(tokens, torch.tensor(tokenizer.special_ids[:4]))
+    return torch.where(selected, tokenizer.mask_id, tokens), torch.where(selected, tokens, -100)
+
+
+# a typical mistake per exercise, and a word its hint must contain
+WRONG = {
+    "00.prompts": (lambda names, templates: [t.format(n) for t in templates for n in names], "order"),
+    "00.chance": ({name: 0.5 for name in TASKS}, "number of classes"),
+    "01.clip_loss": (lambda i, t, s: F.cross_entropy(s * F.normalize(i, dim=-1) @ F.normalize(t, dim=-1).T,
+                                                   torch.arange(len(i))), "both directions"),
+    "01.log_b": (1.0, "log B"),
+    "02.simsiam_loss": (lambda p1, p2, z1, z2: -0.5 * (F.cosine_similarity(p1, z2).mean()
+                                                       + F.cosine_similarity(p2, z1).mean()), "detach"),
+    "02.collapse": ("no change", "measured"),
+    "03.mask_tokens": (lambda tokens, tok, p, g: all_masked(tokens, tok, p, g), "80 %"),
+    "03.mlm_helps": (True, "measured"),
+    "04.multi_view_loss": (lambda images, texts, s: (ANSWERS["01.clip_loss"](images[0], texts[0], s)
+                                                     + ANSWERS["01.clip_loss"](images[1], texts[1], s)) / 2, "four"),
+    "04.moco_hurts": ("shape", "measured"),
+    "05.nn_lookup": (lambda feats, qids, text, ids: (F.normalize(text, dim=-1) @ feats.T).argmax(1), "own id"),
+    "05.self_rate": (False, "measured"),
+    "06.total_loss": (lambda terms, weights: sum(terms.values()), "library gives"),
+    "06.largest_term": ("clip", "measured"),
+    "07.paired_interval": (lambda a, b: (0.0, -1.0, 1.0), "library gives"),
+    "07.verdict": ("inconclusive", "measured"),
+    "08.token_wise": (lambda x, y: (x @ y.T).max(0).values.mean(), "text->image"),
+    "08.worse_noise": ("wrong attribute", "measured"),
+    "09.top1": (lambda images, classes, labels: 0.25, "library gives"),
+    "09.skipped": (0, "skipped 2"),
+}
+
+
+def right_answer(name):
+    return ANSWERS[name] if name in ANSWERS else PREDICTIONS[name](**MEASURED[name])
+
+
+@pytest.mark.parametrize("name", sorted(exercises.EXERCISES))
+def test_a_right_answer_passes_a_wrong_one_gets_its_hint_and_none_is_not_attempted(name):
+    measured = MEASURED.get(name, {})
+    assert exercises.check(name, right_answer(name), **measured).passed, exercises.check(name, right_answer(name), **measured)
+    wrong, hint = WRONG[name]
+    verdict = exercises.check(name, wrong, **measured)
+    assert verdict.status == "wrong" and hint in verdict.message, verdict
+    assert exercises.check(name, None, **measured).status == "not attempted"
+    if callable(wrong):  # a function whose body is still `...` returns None
+        assert exercises.check(name, not_written, **measured).status == "not attempted"
+
+
+def test_an_answer_that_raises_is_wrong_with_the_error_and_an_unknown_exercise_is_named():
+    def broken(*args):
+        raise IndexError("row 3")
+    verdict = exercises.check("01.clip_loss", broken)
+    assert verdict.status == "wrong" and "IndexError: row 3" in verdict.message and "✗" in repr(verdict)
+    with pytest.raises(KeyError, match="no exercise '01.nope'"):
+        exercises.check("01.nope", None)
+
+
+def test_every_notebook_has_two_exercises_and_every_exercise_sits_in_its_notebook():
+    found = {}
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        code = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+        names = re.findall(r'exercises\.check\("([0-9]{2}\.\w+)"', code)
+        assert len(set(names)) >= 2, f"{path.name}: {names}"
+        assert all(n.startswith(path.name[:2]) for n in names), (path.name, names)
+        assert "solutions" not in code  # the answers are never pre-filled
+        found.update(dict.fromkeys(names))
+    assert set(found) == set(exercises.EXERCISES)
