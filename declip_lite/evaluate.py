@@ -33,10 +33,15 @@ def prompts(classnames, templates):
 
 
 @torch.no_grad()
+def class_embeddings(model, tokenizer, class_prompts):
+    """(C, d) from each class's list of prompts: normalise each prompt's embedding, mean, normalise."""
+    emb = text_features(model, tokenizer.encode([p for ps in class_prompts for p in ps]))
+    return F.normalize(torch.stack([e.mean(0) for e in emb.split([len(ps) for ps in class_prompts])]), dim=-1)
+
+
 def zero_shot_classifier(model, tokenizer, classnames, templates):
-    """(C, d) class embeddings: normalise each prompt's embedding, mean over templates, normalise."""
-    emb = text_features(model, tokenizer.encode(prompts(classnames, templates))).view(len(classnames), len(templates), -1)
-    return F.normalize(emb.mean(1), dim=-1)
+    """(C, d) class embeddings of a prompt ensemble: every template filled with each class name."""
+    return class_embeddings(model, tokenizer, [[t.format(c) for t in templates] for c in classnames])
 
 
 def classification_metrics(logits, labels, num_classes):
@@ -82,14 +87,16 @@ def word_patch_similarity(model, filip, tokenizer, image, caption):
     return [tokenizer.words[i] for i in tokens[0, valid].tolist()], y @ x.T
 
 
-def zero_shot(model, tokenizer, task, templates=None, filip=None, image_emb=None):
-    """Zero-shot metrics of ``model`` on a :class:`ZeroShotTask`; ``templates`` overrides the task's.
-    With a ``filip`` head (a :class:`FILIP`), classes are scored token-wise instead of globally.
-    ``image_emb``: the task's image embeddings, when already computed."""
+def zero_shot(model, tokenizer, task, templates=None, filip=None, image_emb=None, class_prompts=None):
+    """Zero-shot metrics of ``model`` on a :class:`ZeroShotTask`; ``templates`` overrides the task's,
+    ``class_prompts`` (one list of prompts per class) both. With a ``filip`` head (a :class:`FILIP`),
+    classes are scored token-wise instead of globally. ``image_emb``: the task's image embeddings."""
     templates = templates or task.templates
     if filip is None:
         image_emb = image_features(model, task.images) if image_emb is None else image_emb
-        logits = image_emb @ zero_shot_classifier(model, tokenizer, task.classnames, templates).T
+        classes = (class_embeddings(model, tokenizer, class_prompts) if class_prompts
+                   else zero_shot_classifier(model, tokenizer, task.classnames, templates))
+        logits = image_emb @ classes.T
     else:
         logits = token_wise_scores(model, filip, tokenizer, task.images, task.classnames, templates)
     return {"task": task.name, "classnames": task.classnames, **classification_metrics(logits, task.labels, len(task.classnames))}

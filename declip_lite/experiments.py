@@ -13,7 +13,7 @@ This module is the experiment layer's one door; its rooms are in ``declip_lite/r
 """
 from .objectives import make_objective
 from .runs.analysis import result
-from .runs.build import build, hardware, make_trainer, run_label, step_seconds
+from .runs.build import build, hardware, make_trainer, run_label, step_cost, step_seconds
 from .runs.cache import fit, train
 from .runs.cli import main
 from .runs.config import PRESETS, SMALL_DATA, RunConfig
@@ -23,7 +23,7 @@ from .runs.records import Record, Records
 
 __all__ = [
     "PRESETS", "SMALL_DATA", "Record", "Records", "RunConfig", "build", "fit", "hardware", "main", "make_objective",
-    "make_trainer", "result", "run_grid", "run_label", "step_seconds", "train", "train_csv",
+    "make_trainer", "result", "run_grid", "run_label", "step_cost", "step_seconds", "train", "train_csv",
 ]
 
 if __name__ == "__main__":

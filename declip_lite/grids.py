@@ -6,11 +6,12 @@ elsewhere) and "gpu" (the full grids, 3 seeds, on one H100). The cpu and gpu sca
 regime where the finding can be decided: 2,000 pairs for 1,200 steps of 128 (77 epochs), where
 extra supervision pays. ``reproduce`` trains every grid of a scale, and the notebooks' own runs.
 """
+import math
 from dataclasses import dataclass, field
 
 from .models.clip import CONFIGS
 from .notebook import small_data
-from .runs.config import RunConfig
+from .runs.config import PRESETS, RunConfig
 
 
 ENCODERS = ("rn-tiny", "vit-tiny")
@@ -120,6 +121,25 @@ def notebook_runs(scale):
             *(small("clip+mvs", augmentation=views) for views in ("clip", "safe", "moco")),    # 04
             *(small("clip+nns", objective_options={"exclude_self": ex}) for ex in (False, True)),  # 05
             small("declip")]                                                                    # 06
+
+
+BATCH_FACTORS = (0.25, 1, 4)  # notebook 01's batch sizes, relative to the small-data regime's
+FIXED_SCALES = {"τ = 1 (s = 1)": 1.0, "τ = 0.07 (s = 14.3)": 1 / 0.07}  # temperatures held fixed instead of learned
+
+
+def batch_temperature(scale):
+    """Notebook 01's lesson on negatives and temperature (CLIP, seed 0, small-data regime): three
+    batch sizes at the same pairs seen (steps and warm-up scaled inversely), then the temperature
+    held fixed (the logit-scale clamp closed at one value) against learned. ``{label: RunConfig}``."""
+    preset, setting = small_data(scale == "smoke")
+    base = PRESETS[preset]
+    batch, steps = setting.get("batch_size", base.batch_size), setting["steps"]
+    runs = {f"batch {round(batch * f)}": RunConfig.of(
+        "clip", preset, 0, **{**setting, "batch_size": round(batch * f), "steps": round(steps / f),
+                              "warmup": round(base.warmup / f)}) for f in BATCH_FACTORS}
+    runs.update({label: RunConfig.of("clip", preset, 0, **setting, train_overrides={
+        "logit_scale_clamp": (math.log(s), math.log(s))}) for label, s in FIXED_SCALES.items()})
+    return runs
 
 
 GRIDS = {"ablation": _ablation, "data-efficiency": _data_efficiency, "equal-time": _equal_time,

@@ -90,18 +90,19 @@ def training_curves(history, title):
 
 
 def logit_scale_curve(history, clamp, ax=None):
-    """The learned scale s = exp(logit_scale) per step, on a log axis, with the clamp's bounds."""
+    """The learned scale s = exp(logit_scale) per step, zoomed on its own range (the clamp's
+    bounds drawn where they fall inside it, named in the legend either way)."""
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3.5))
     low, high = np.exp(clamp[0]), np.exp(clamp[1])
-    ax.axhspan(low, high, color="0.93", zorder=0, label=f"clamp [e^{clamp[0]:g}, e^{clamp[1]:g}]")
-    ax.plot([h["step"] for h in history], [h["logit_scale"] for h in history], lw=2.5, color="tab:red",
-            zorder=3, label="learned s")
-    ax.set_yscale("log")
-    ticks = [low, 50, 100, 200, high]
-    ax.set_yticks(ticks, [f"{t:.0f}" for t in ticks])
-    ax.minorticks_off()
-    ax.set(xlabel="step", ylabel="s = exp(logit_scale), log axis", ylim=(low / 1.6, high * 1.6), title="learned scale")
-    ax.legend(fontsize=8, loc="center right")
+    s = [h["logit_scale"] for h in history]
+    bottom, top = min(s) - 0.1 * (max(s) - min(s) + 1), max(s) + 0.2 * (max(s) - min(s) + 1)
+    ax.plot([h["step"] for h in history], s, lw=2.5, color="tab:red", zorder=3, label="learned s")
+    for bound, name in ((low, "floor"), (high, "ceiling")):
+        if bottom <= bound <= top:
+            ax.axhline(bound, ls="--", c="gray", lw=1)
+    ax.plot([], [], ls="--", c="gray", label=f"clamp [e^{clamp[0]:g}, e^{clamp[1]:g}] = [{low:.0f}, {high:.0f}]")
+    ax.set(xlabel="step", ylabel="s = exp(logit_scale) = 1/τ", ylim=(bottom, top), title="learned scale")
+    ax.legend(fontsize=8, loc="lower right")
     return fig
 
 
@@ -233,8 +234,9 @@ def word_patch_maps(image, words, similarity, title=None):
     axes[0].imshow(_np(image).transpose(1, 2, 0).clip(0, 1))
     axes[0].set_title("image", fontsize=8)
     for ax, word, row in zip(axes[1:], words, sim):
-        ax.imshow(row.reshape(side, side), cmap="magma", vmin=sim.min(), vmax=sim.max())
+        shown = ax.imshow(row.reshape(side, side), cmap="magma", vmin=sim.min(), vmax=sim.max())
         ax.set_title(word, fontsize=8)
     for ax in axes:
         ax.axis("off")
+    fig.colorbar(shown, ax=axes[1:], shrink=0.8, label="word-patch cosine")
     return fig

@@ -1,7 +1,7 @@
 import torch
 import torch.nn.functional as F
 
-from declip_lite.evaluate import classification_metrics, retrieval, zero_shot_classifier
+from declip_lite.evaluate import class_embeddings, classification_metrics, retrieval, zero_shot_classifier
 from declip_lite.models.clip import CLIPModel, model_config
 
 
@@ -13,6 +13,16 @@ def test_classifier_is_normalise_mean_normalise(tokenizer):
         e = F.normalize(m.encode_text(tokenizer.encode([t.format(n) for n in names for t in templates]))["embed"], dim=-1)
     expect = F.normalize(e.view(2, 2, -1).mean(1), dim=-1)
     assert torch.allclose(got, expect, atol=1e-5) and torch.allclose(got.norm(dim=-1), torch.ones(2))
+
+
+def test_classes_may_have_prompt_lists_of_their_own_lengths(tokenizer):
+    m = CLIPModel(model_config(vocab_size=tokenizer.vocab_size)).eval()
+    lists = [["one star"], ["two stars", "there are two stars", "two rings"]]
+    got = class_embeddings(m, tokenizer, lists)
+    with torch.no_grad():
+        expect = [F.normalize(F.normalize(m.encode_text(tokenizer.encode(ps))["embed"], dim=-1).mean(0), dim=0)
+                  for ps in lists]
+    assert torch.allclose(got, torch.stack(expect), atol=1e-5)
 
 
 def test_classification_metrics_by_hand():

@@ -209,3 +209,12 @@ def test_the_verdict_follows_the_interval_and_the_papers_direction():
 def test_a_record_reports_its_training_time(tmp_path):
     run = experiments.train("clip", "smoke", 0, runs_dir=str(tmp_path), device="cpu", progress=False, **TINY)
     assert run.record.train_seconds > 0 and run.record.train_seconds == run.seconds
+
+
+def test_step_cost_counts_every_parameter_and_the_adamw_state_they_keep():
+    clip, declip = (experiments.step_cost(m, "smoke", timed_steps=1, warmup_steps=0, device="cpu", **TINY)
+                    for m in ("clip", "declip"))
+    run = experiments.build("declip", "smoke", 0, device="cpu", **TINY)
+    assert declip["parameters"] == sum(p.numel() for m in (run.model, run.objective) for p in m.parameters())
+    assert declip["parameters"] > clip["parameters"] and declip["peak_mb"] is None  # heads; no CUDA here
+    assert declip["state_mb"] == declip["parameters"] * 16 / 2**20  # weights, gradients, two moments in float32

@@ -111,16 +111,29 @@ def hardware(device):
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def step_seconds(method="clip", preset="smoke", timed_steps=20, warmup_steps=5, device=None, **options):
-    """Seconds per training step of a fresh (untrained, uncached) run, after ``warmup_steps``.
-    ``method`` and ``options`` are ``build``'s (a preset's own ``steps`` does not matter here)."""
+def step_cost(method="clip", preset="smoke", timed_steps=20, warmup_steps=5, device=None, **options):
+    """What one training step of a fresh (untrained, uncached) run costs, after ``warmup_steps``:
+    ``seconds``; ``parameters`` (model and objective); ``state_mb``, what training keeps between
+    steps (weights, gradients and AdamW's two moments, float32); ``peak_mb``, the device's peak
+    allocation during the timed steps (CUDA only, else None). ``method``, ``options``: ``build``'s."""
     trainer = build(method, preset, 0, device, **options).trainer
     for _ in range(warmup_steps):
         trainer.train_step()
-    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+    cuda = trainer.device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     sync()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(trainer.device)
     start = time.perf_counter()
     for _ in range(timed_steps):
         trainer.train_step()
     sync()
-    return (time.perf_counter() - start) / timed_steps
+    seconds = (time.perf_counter() - start) / timed_steps
+    parameters = sum(p.numel() for m in (trainer.model, trainer.objective) for p in m.parameters())
+    return {"seconds": seconds, "parameters": parameters, "state_mb": 4 * 4 * parameters / 2**20,
+            "peak_mb": torch.cuda.max_memory_allocated(trainer.device) / 2**20 if cuda else None}
+
+
+def step_seconds(method="clip", preset="smoke", timed_steps=20, warmup_steps=5, device=None, **options):
+    """Seconds per training step of a fresh run (:func:`step_cost`'s ``seconds``)."""
+    return step_cost(method, preset, timed_steps, warmup_steps, device, **options)["seconds"]

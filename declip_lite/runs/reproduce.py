@@ -22,9 +22,10 @@ HISTORY_POINTS = 200
 
 def plan(scale):
     """The run configurations of ``scale``, each once: notebook 07's grids (the headline first),
-    notebook 08's, then the runs whose models the notebooks use (01-06's own runs among them)."""
+    notebook 08's, the runs whose models the notebooks use (01-06's own runs among them), then
+    notebook 01's batch-size and temperature runs."""
     configs = [c for name in grids.NOTEBOOK_GRIDS["07"] + grids.NOTEBOOK_GRIDS["08"] for c in grids.grid(name, scale)]
-    return list(dict.fromkeys(configs + grids.model_runs(scale)))
+    return list(dict.fromkeys(configs + grids.model_runs(scale) + list(grids.batch_temperature(scale).values())))
 
 
 def thinned(history, points=HISTORY_POINTS):
