@@ -31,7 +31,7 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--disable-quic"]  # or it tries the network
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook tab in front
-FIGURES = {"01_clip_from_scratch": 5, "05_nearest_neighbour": 1}  # matplotlib figures each draws in smoke mode
+FIGURES = {"01_clip_from_scratch": 9, "05_nearest_neighbour": 2}  # matplotlib figures each draws in smoke mode
 LIVE = {"01_clip_from_scratch"}  # notebooks whose training draws live curves (``declip_lite.live``)
 NO_NEWS = {"@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"}}
 

@@ -74,3 +74,16 @@ def test_the_setup_helpers_pick_a_preset_by_device_and_one_small_data_regime_eve
     assert notebook.by_device(True, cuda) == "smoke" and notebook.by_device(False, cpu, "gpu") == "gpu"
     assert notebook.small_data(False) == ("cpu", {"pairs": 2000, "steps": 1200})
     assert notebook.small_data(True)[0] == "smoke"
+
+
+@pytest.mark.parametrize("name, words", [("dual_encoder", ["image tower", "text tower", "diagonal"]),
+                                         ("multi_view", ["T_aug", "4 CLIP losses"]),
+                                         ("nn_queue", ["look up", "enqueue", "not T's own sample"]),
+                                         ("filip_matching", ["patch 1", "max over tokens"])])
+def test_each_diagram_draws_the_parts_its_notebook_names(name, words):
+    from declip_lite import diagrams
+
+    fig = getattr(diagrams, name)()
+    text = " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert all(w in text for w in words), (name, text)
+    plt.close(fig)
