@@ -3,7 +3,8 @@
 A :class:`Record` is what a finished run's JSON holds; :class:`Summary` is one setting's scores
 over its seeds (mean, std and every seed's value, for confidence intervals). Both are queried by
 the same names: ``method``, ``seed``, ``pairs``, ``steps``, ``encoder``, ``augmentation``,
-``noise``, ``model`` (ModelConfig overrides), ``objective`` (options) and ``filtered``."""
+``noise``, ``model`` (ModelConfig overrides), ``objective`` (options), ``train`` (TrainConfig
+overrides) and ``filtered``."""
 import json
 import math
 from dataclasses import asdict, dataclass, fields
@@ -51,6 +52,7 @@ class _Setting:
     model = property(lambda self: self.options.get("model"))
     objective = property(lambda self: self.options.get("objective"))
     filtered = property(lambda self: self.options.get("filter") is not None)
+    train = property(lambda self: self.options.get("train"))  # TrainConfig overrides; None: the defaults
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ def small_data_rows(records, scale):
     """The summaries of the plain runs (default options) at the grids' small-data setting of ``scale``."""
     s = grids.SCALES[scale]
     return records.summarise().where(pairs=s.small, steps=s.overrides["steps"], encoder="rn-tiny", noise=(0.0, 0.0),
-                                     model=None, filtered=False, augmentation="clip", objective=None)
+                                     model=None, filtered=False, augmentation="clip", objective=None, train=None)
 
 
 def headline(records, scale):
