@@ -66,7 +66,9 @@ def loss_curves(history, keys, window=10, ax=None, title=None, label=None):
         if vals:
             x = steps[: len(vals)][rows - 1:] if len(vals) >= rows else steps[: len(vals)]
             ax.plot(x, smooth(vals, rows), label=k if label is None else f"{k}, {label}")
-    ax.set(xlabel="step", title=title)
+    ax.set(xlabel="step")
+    if title:  # a second call on the same axes keeps the first one's title
+        ax.set_title(title)
     ax.legend(fontsize=8)
     return fig
 
