@@ -132,6 +132,8 @@ def batch_temperature(scale):
     batch sizes at the same pairs seen (steps and warm-up scaled inversely), then the temperature
     held fixed (the logit-scale clamp closed at one value) against learned. ``{label: RunConfig}``."""
     preset, setting = small_data(scale == "smoke")
+    if scale == "smoke":  # CI's check that the lesson runs, in a few seconds: half the steps, smaller tasks
+        setting = {**setting, "steps": setting["steps"] // 2, "eval_n": 64}
     base = PRESETS[preset]
     batch, steps = setting.get("batch_size", base.batch_size), setting["steps"]
     runs = {f"batch {round(batch * f)}": RunConfig.of(

@@ -169,7 +169,7 @@ def test_a_student_sees_every_figure_and_live_widgets_in_jupyterlab(name, lab, b
         assert live.count() >= 1, f"{name}: no live training curves beside the progress bar"
         live.first.scroll_into_view_if_needed()
         page.wait_for_timeout(500)
-        page.screenshot(path=SHOTS / f"{name}-2-live-curves.png")
+        live.first.screenshot(path=SHOTS / f"{name}-2-live-curves.png")
 
     widgets = page.locator(f"{PANEL} .declip-widget")
     assert widgets.count() >= 1, f"{name}: no live widget rendered"
