@@ -8,12 +8,14 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm as text_bar
+from tqdm.auto import tqdm as auto_bar
 
 from .checkpoint import rng_state, set_rng_state, write_durably
 from .distributed import is_main, world
@@ -169,9 +171,11 @@ class Trainer:
         current step, writes ``checkpoint`` and raises ``KeyboardInterrupt``; calling ``fit``
         again (or re-running the cell) resumes there."""
         total = steps or self.config.steps
-        bar = tqdm(total=total, initial=self.step, disable=not (progress and is_main()),
-                   desc=label or type(self.objective).__name__, dynamic_ncols=True)
-        self._live = LiveCurves(bar.desc) if progress and is_main() and live_enabled() else None
+        watched = progress and is_main() and live_enabled()  # a person in Jupyter: a widget bar and live curves
+        bar = (auto_bar if watched else text_bar)(total=total, initial=self.step, disable=not (progress and is_main()),
+                                                  desc=label or type(self.objective).__name__, dynamic_ncols=True,
+                                                  mininterval=0.1 if watched or sys.stderr.isatty() else 10)  # a log: few lines
+        self._live = LiveCurves(bar.desc) if watched else None
         self._tick, self._good, start = time.perf_counter(), self._snapshot(), time.perf_counter()
         with StepBoundaryInterrupt() as interrupt:
             while self.step < total and not interrupt.requested:

@@ -118,7 +118,8 @@ def accuracy_bars(results, chance=None, title="zero-shot top-1"):
         ax.bar(x + i * width, [results[lab][t] for t in tasks], width, label=lab)
     if chance:
         for j, t in enumerate(tasks):
-            ax.hlines(chance[t], j - 0.1, j + 0.8, colors="k", linestyles="dashed", linewidth=1)
+            ax.hlines(chance[t], j - 0.1, j + 0.8, colors="k", linestyles="dashed", linewidth=1,
+                      label="chance" if j == 0 else None)
     ax.set_xticks(x + 0.4 - width / 2, tasks)
     ax.set(ylim=(0, 1), ylabel="top-1", title=title)
     ax.legend(fontsize=8)
@@ -126,13 +127,15 @@ def accuracy_bars(results, chance=None, title="zero-shot top-1"):
 
 
 def confusion_plot(confusion, classnames, title=None):
+    """Rows normalised: each true class's share predicted as each class."""
     c = _np(confusion).astype(float)
     c = c / c.sum(1, keepdims=True).clip(1)
-    fig, ax = plt.subplots(figsize=(0.45 * len(classnames) + 2, 0.45 * len(classnames) + 1.5))
-    ax.imshow(c, cmap="Blues", vmin=0, vmax=1)
+    fig, ax = plt.subplots(figsize=(0.45 * len(classnames) + 3, 0.45 * len(classnames) + 1.5))
+    shown = ax.imshow(c, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(shown, ax=ax, fraction=0.046, label="share of the true class")
     ax.set_xticks(range(len(classnames)), classnames, rotation=60, fontsize=8)
     ax.set_yticks(range(len(classnames)), classnames, fontsize=8)
-    ax.set(xlabel="predicted", ylabel="true", title=title)
+    ax.set(xlabel="predicted", ylabel="true (rows sum to 1)", title=title)
     fig.tight_layout()
     return fig
 
@@ -191,10 +194,13 @@ def mean_std_curves(curves, xlabel, ylabel="mean zero-shot top-1", logx=False, a
         x, mean, std = np.asarray(x, float), np.asarray(mean), np.asarray(std)
         ax.plot(x, mean, marker="o", label=label)
         ax.fill_between(x, mean - std, mean + std, alpha=0.2)
-    if logx:
+    if logx:  # ticks at the measured points, written out (no overlapping 3x10^3-style minor labels)
         ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(x, [f"{v:,.0f}" for v in x])
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend(fontsize=8)
+    fig.tight_layout()
     return fig
 
 
