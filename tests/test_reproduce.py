@@ -208,7 +208,7 @@ def test_the_verdict_follows_the_interval_and_the_papers_direction():
 
 def test_a_record_reports_its_training_time(tmp_path):
     run = experiments.train("clip", "smoke", 0, runs_dir=str(tmp_path), device="cpu", progress=False, **TINY)
-    assert run.record.train_seconds > 0 and run.record.train_seconds == run.seconds
+    assert run.record.train_seconds > 0 and run.record.train_seconds == run.trainer.train_seconds
 
 
 def test_step_cost_counts_every_parameter_and_the_adamw_state_they_keep():

@@ -26,7 +26,6 @@ class Run:
     dataset: ShapeCaps
     tasks: dict
     trainer: Trainer
-    seconds: float = None  # training time of the last fit()
     filter_report: dict = None  # what a data filter kept (see ``filtering.keep_matched``)
     record: Record = None  # the result, once trained
     live_history: list = None  # steps trained here before shipped weights replaced them (``shipped.fit``)

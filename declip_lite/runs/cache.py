@@ -33,7 +33,6 @@ def fit(run, runs_dir="data/runs", progress=True):
     same run is refused (``RunLock``)."""
     if not runs_dir:
         run.trainer.fit(progress=progress, label=run_label(run))
-        run.seconds = run.trainer.train_seconds  # before the record, which reports it
         run.record = result(run)
         return run
     path = os.path.join(runs_dir, run.name)
@@ -45,7 +44,6 @@ def fit(run, runs_dir="data/runs", progress=True):
                 run.record = Record.from_json(json.load(f))
             return run
         run.trainer.fit(checkpoint=path + ".pt", progress=progress, label=run_label(run))
-        run.seconds = run.trainer.train_seconds  # before the record, which reports it
         run.record = result(run)
         if is_main():
             run.trainer.save_history(path + ".history.json")
