@@ -41,7 +41,7 @@ def class_embeddings(model, tokenizer, class_prompts):
 
 def zero_shot_classifier(model, tokenizer, classnames, templates):
     """(C, d) class embeddings of a prompt ensemble: every template filled with each class name."""
-    return class_embeddings(model, tokenizer, [[t.format(c) for t in templates] for c in classnames])
+    return class_embeddings(model, tokenizer, [prompts([c], templates) for c in classnames])
 
 
 def classification_metrics(logits, labels, num_classes):

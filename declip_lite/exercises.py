@@ -27,7 +27,7 @@ from .objectives.nns import NNQueue
 from .objectives.simsiam import simsiam_loss
 from .report import compare
 from .runs.records import Summary
-from .text.augment import IGNORE
+from .text.augment import IGNORE, content_positions
 
 EXERCISES = {}  # name -> grader(answer, **measured): None when right, else a hint
 
@@ -167,7 +167,7 @@ def _mask_tokens(fn):
     tokenizer = shapecaps_tokenizer()
     tokens = tokenizer.encode(ShapeCaps(400, seed=3).captions(range(400))).repeat(10, 1)
     masked, targets = _call(fn, tokens, tokenizer, 0.15, torch.Generator().manual_seed(3))
-    content = ~torch.isin(tokens, torch.tensor(tokenizer.special_ids[:4]))
+    content = content_positions(tokens, tokenizer)
     selected = targets != IGNORE
     if (selected & ~content).any():
         return "special tokens (PAD, SOT, EOT, MASK) are never selected"

@@ -7,7 +7,8 @@ import torch
 IGNORE = -100  # the cross-entropy ignore index for unmasked positions
 
 
-def _content(tokens, tokenizer):
+def content_positions(tokens, tokenizer):
+    """True where a token is a word (not PAD, SOT, EOT or MASK): what masking and EDA may touch."""
     return ~torch.isin(tokens, torch.tensor(tokenizer.special_ids[:4], device=tokens.device))
 
 
@@ -16,7 +17,7 @@ def mask_tokens(tokens, tokenizer, p=0.15, generator=None):
     80 % -> MASK, 10 % -> a random word, 10 % unchanged. Returns (masked tokens, targets), with
     targets = IGNORE at unselected positions."""
     g = dict(generator=generator, device=tokens.device)
-    selected = (torch.rand(tokens.shape, **g) < p) & _content(tokens, tokenizer)
+    selected = (torch.rand(tokens.shape, **g) < p) & content_positions(tokens, tokenizer)
     roll = torch.rand(tokens.shape, **g)
     n_special = len(tokenizer.special_ids)
     random_words = torch.randint(n_special, tokenizer.vocab_size, tokens.shape, **g)
@@ -61,7 +62,7 @@ class TokenEDA:
         self._tables_on(dev)
         g = dict(generator=generator, device=dev)
         op = torch.randint(0, 3, (B,), **g)
-        content = _content(tokens, self.tokenizer)
+        content = content_positions(tokens, self.tokenizer)
         rows = torch.arange(B, device=dev)
         out = tokens.clone()
         # 0: synonym replacement of one word that has synonyms
