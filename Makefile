@@ -7,7 +7,7 @@ CHROMIUM ?= /usr/bin/chromium
 # No MPLBACKEND here: set, it reaches every kernel and ipykernel then skips its inline backend,
 # so notebooks draw no figures in JupyterLab (and none in the executed copies).
 
-.PHONY: setup browser run test lab bench reproduce clean
+.PHONY: setup browser run test lab bench gpu-check reproduce clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ lab: setup  ## JupyterLab on the repository (README, data, results reachable), o
 bench: setup  ## speed, every step timed in turn (open_clip installed from PyPI for the comparison)
 	$(BIN)/python -m pip install -q -e ".[bench]"
 	$(BIN)/python bench/bench.py --out results/bench_$(if $(filter cuda,$(DEVICE)),gpu,cpu).json $(if $(DEVICE),--device $(DEVICE),)
+
+gpu-check: setup  ## the one prepared GPU check (bench/gpu_check.sh): parity, bench, reproduce, notebooks -> OUT
+	$(BIN)/python -m pip install -q -e ".[bench]"
+	PYTHON=$(BIN)/python OUT=$(or $(OUT),gpu_check_out) bash bench/gpu_check.sh
 
 SCALE ?= cpu
 JOBS  ?= 2

@@ -1,11 +1,14 @@
-"""Benchmarks: ShapeCaps images/s, training pairs/s, the DeCLIP/CLIP step-time ratio, and our
-CLIP step against open_clip's (CLIP + ClipLoss + AdamW at vit-tiny's architecture), all steps
-timed in turn, round after round, in one process (a shared machine drifts).
+"""Benchmarks: ShapeCaps images/s; for every registered objective the operators the host
+dispatches per step and the step time, eager and (on CUDA) as one CUDA graph; the DeCLIP/CLIP
+step-time ratio; our CLIP step against open_clip's (CLIP + ClipLoss + AdamW at vit-tiny's
+architecture); the analysis of one finished run. Every step is timed in turn, round after round,
+in one process (a shared machine drifts). The reproduction's setting: 2,000 pairs, batch 128.
 
     python bench/bench.py [--device cpu|cuda] [--out results/bench_cpu.json]
 
 Speed targets live here, not in the tests: >= 5,000 images/s at 32 px on 2 CPU cores; a DeCLIP
-step <= 1.8x a CLIP step on CPU (<= 1.5x on GPU); >= 1.6x open_clip's pairs/s.
+step <= 1.8x a CLIP step on CPU (<= 1.5x on GPU); >= 1.6x open_clip's pairs/s; on an H200 a
+CLIP step <= 3 ms; one run's analysis <= 1.5 s on 2 cores.
 """
 import argparse
 import json
@@ -16,6 +19,7 @@ import time
 import torch
 
 from declip_lite import ShapeCaps, experiments, model_config, pick_device, shapecaps_tokenizer
+from declip_lite.objectives import objective_names
 from declip_lite.runs.build import commit
 
 
@@ -38,9 +42,48 @@ def images_per_second(size, device, n):
     return n / best
 
 
-def trainer_step(method, device, preset, model="rn-tiny"):
-    """One training step of ours (batch making included), as a function."""
-    return experiments.build(method, preset, 0, device=device, eval_n=8, model=model).trainer.train_step
+def trainer(method, device, fast, model="rn-tiny"):
+    """A fresh run's Trainer at the reproduction's setting (2,000 pairs, batch 128)."""
+    return experiments.build(method, "cpu", 0, device=device, eval_n=8, model=model, pairs=2000,
+                             train_overrides={"fast": fast}).trainer
+
+
+def ops_per_step(fn, steps=3):
+    """Operators the host dispatches per call of ``fn`` (the profiler's count, nested ones included):
+    on a GPU each costs host time, and most launch a kernel."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            fn()
+    return sum(e.count for e in prof.key_averages()) / steps
+
+
+def batch_ops(t):
+    """What the graphed step dispatches besides the graph: making the batch, copying it into the
+    captured one (one copy per tensor), the replay and the logged row's copy."""
+    batch = t.batches.batch(0)
+    tensors = len(batch["texts"]) + sum(torch.is_tensor(v) for v in batch.values())
+    return ops_per_step(lambda: t.batches.batch(t.step)) + tensors + 2
+
+
+def analysis_seconds(device, eval_n=2000):
+    """Seconds to evaluate and analyse one finished run at the gpu scale's ``eval_n``: the final
+    zero-shot evaluation, one-prompt zero-shot, linear probes (their training draws rendered),
+    transfer, as ``reproduce`` does after every run (best of 3)."""
+    from declip_lite.runs.analysis import result
+
+    run = experiments.build("clip", "cpu", 0, device=device, pairs=2000, eval_n=eval_n)
+    best = float("inf")
+    for _ in range(3):
+        _sync(device)
+        start = time.perf_counter()
+        run.trainer.evaluate()
+        result(run)
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def open_clip_step(device, preset, tokenizer):
@@ -98,34 +141,50 @@ def main():
     parser.add_argument("--device", default=None)
     parser.add_argument("--steps", type=int, default=10, help="steps per method per round")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of every method in turn (A B C A B C ...)")
+    parser.add_argument("--methods", nargs="+", default=None, help="default: every registered objective")
+    parser.add_argument("--eval-n", type=int, default=2000, help="images per task in the analysis of one run")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     device = pick_device(args.device)
-    preset = "gpu" if device.type == "cuda" else "cpu"
-    n = 20_000 if device.type == "cuda" else 2_000
-    result = {"hardware": experiments.hardware(device), "preset": preset, "torch": torch.__version__,
+    cuda = device.type == "cuda"
+    n = 20_000 if cuda else 2_000
+    result = {"hardware": experiments.hardware(device), "torch": torch.__version__,
               "commit": commit(), "command": " ".join(["python bench/bench.py", *sys.argv[1:]])}
     for size in (32, 64, 128):
         result[f"images_per_s_{size}px"] = images_per_second(size, device, n if size < 128 else n // 4)
-    steps = {"clip": trainer_step("clip", device, preset), "declip": trainer_step("declip", device, preset),
-             "clip_vit": trainer_step("clip", device, preset, "vit-tiny")}
-    theirs = open_clip_step(device, preset, shapecaps_tokenizer())
+    result["analysis_s"], result["analysis_eval_n"] = analysis_seconds(device, args.eval_n), args.eval_n
+    paths = ("eager", "graph") if cuda else ("eager",)  # the CUDA graph needs CUDA
+    fast = paths[-1]
+    methods = args.methods or objective_names()
+    trainers = {(m, p): trainer(m, device, p) for m in methods for p in paths}
+    trainers.update({("clip_vit", p): trainer("clip", device, p, "vit-tiny") for p in paths})
+    per_method = {}
+    for (m, p), t in trainers.items():
+        per_method.setdefault(m, {})[f"{p}_ops"] = ops_per_step(t.train_step)
+    for m in per_method:
+        per_method[m]["graph_host_ops" if cuda else "graph_host_ops_projected"] = batch_ops(trainers[(m, fast)])
+    steps = {f"{m}/{p}": t.train_step for (m, p), t in trainers.items()}
+    theirs = open_clip_step(device, "cpu", shapecaps_tokenizer())
     if theirs is not None:
         steps["open_clip_vit"] = theirs
     seconds = interleaved(steps, device, args.rounds, args.steps)
-    batch = experiments.PRESETS[preset].batch_size
-    for name, times in seconds.items():
-        result[f"{name}_step_s"], result[f"{name}_pairs_per_s"] = median(times), batch / median(times)
-    ratios = {"declip_over_clip": ("declip", "clip")}
+    batch = experiments.PRESETS["cpu"].batch_size
+    for key, times in seconds.items():
+        m, _, p = key.partition("/")
+        per_method.setdefault(m, {})[f"{p or 'eager'}_s"] = median(times)
+    result["methods"] = per_method
+    result["fast_path"] = fast
+    result["clip_pairs_per_s"] = batch / per_method["clip"][f"{fast}_s"]
+    result["declip_pairs_per_s"] = batch / per_method["declip"][f"{fast}_s"]
+    ratios = {"declip_over_clip": (f"declip/{fast}", f"clip/{fast}")}
     if theirs is not None:
-        ratios["ours_over_open_clip_pairs_per_s"] = ("open_clip_vit", "clip_vit")  # their step time / ours
+        ratios["ours_over_open_clip_pairs_per_s"] = ("open_clip_vit", f"clip_vit/{fast}")  # their step time / ours
     for key, (a, b) in ratios.items():
         per_round = [x / y for x, y in zip(seconds[a], seconds[b])]
         result[key], result[key + "_range"] = median(per_round), [min(per_round), max(per_round)]
     result["generator_over_training"] = result["images_per_s_32px"] / result["clip_pairs_per_s"]
     result["rounds"], result["steps_per_round"], result["batch_size"] = args.rounds, args.steps, batch
-    for k, v in result.items():
-        print(f"{k:26s} {v:,.3f}" if isinstance(v, float) else f"{k:26s} {v}")
+    print(json.dumps(result, indent=1))
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:

@@ -73,11 +73,3 @@ def gather(x):
         return torch.cat(parts).to(x.dtype)
     return _GatherWithGrad.apply(x)
 
-
-def max_over_ranks(value):
-    """The largest ``value`` (an int) of any rank: shapes that must agree before a gather."""
-    if world()[1] == 1:
-        return value
-    t = torch.tensor(value, device="cuda" if dist.get_backend() == "nccl" else "cpu")
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return int(t)

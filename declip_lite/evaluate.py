@@ -102,22 +102,49 @@ def zero_shot(model, tokenizer, task, templates=None, filip=None, image_emb=None
     return {"task": task.name, "classnames": task.classnames, **classification_metrics(logits, task.labels, len(task.classnames))}
 
 
+def fit_logistic(features, labels, c, iterations=50):
+    """Multinomial logistic regression on ``features`` (N, d), fitted in torch on their device:
+    scikit-learn's objective, C x the summed log-loss + ||W||^2 / 2 (the bias free), scaled by
+    1/(C N), minimised with L-BFGS (50 iterations: top-1 within 0.001 of scikit-learn's 2,000 on
+    image-like features, ``tests/test_reproduce.py``). ``c`` may be a tuple: one independent fit per value, all in
+    one batched problem. Returns (weights (len(c), d, K), biases (len(c), K))."""
+    x, y = features.float(), labels.to(features.device)
+    cs = torch.tensor(c if isinstance(c, (tuple, list)) else (c,), device=x.device, dtype=torch.float32)
+    classes, n = int(y.max()) + 1, len(x)
+    w = torch.zeros(len(cs), x.shape[1], classes, device=x.device, requires_grad=True)
+    b = torch.zeros(len(cs), classes, device=x.device, requires_grad=True)
+    optimizer = torch.optim.LBFGS([w, b], lr=1, max_iter=iterations, tolerance_grad=1e-6, tolerance_change=1e-9,
+                                  history_size=20, line_search_fn="strong_wolfe")
+
+    def objective():
+        optimizer.zero_grad()
+        logits = torch.einsum("nd,cdk->cnk", x, w) + b[:, None]
+        log_loss = F.cross_entropy(logits.flatten(0, 1), y.repeat(len(cs)), reduction="none").view(len(cs), n)
+        loss = (log_loss.mean(1) + (w ** 2).sum((1, 2)) / (2 * cs * n)).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(objective)
+    return w.detach(), b.detach()
+
+
+def _probe_accuracy(w, b, features, labels):
+    """(len(w),) top-1 of each fitted probe on ``features``."""
+    logits = torch.einsum("nd,cdk->cnk", features.float(), w) + b[:, None]
+    return (logits.argmax(-1) == labels.to(features.device)).float().mean(1)
+
+
 def linear_probe(features, labels, test_features, test_labels, cs=(0.1, 1.0, 10.0, 100.0)):
-    """Top-1 of a logistic regression (scikit-learn) on frozen features, e.g. ``image_features``.
+    """Top-1 of a logistic regression (:func:`fit_logistic`, on the features' device) on frozen
+    features, e.g. ``image_features``.
 
-    The inverse regularisation ``C`` is picked on a held-out fifth of the training features, then
-    the probe is refitted on all of them and scored on the test features."""
-    from sklearn.linear_model import LogisticRegression
-
-    x, y = features.cpu().numpy(), labels.cpu().numpy()
-    x_test, y_test = test_features.cpu().numpy(), test_labels.cpu().numpy()
-    cut = len(x) * 4 // 5
-
-    def fit(c, features, labels):
-        return LogisticRegression(C=c, max_iter=2000).fit(features, labels)
-
-    best = max(cs, key=lambda c: fit(c, x[:cut], y[:cut]).score(x[cut:], y[cut:]))
-    return {"top1": float(fit(best, x, y).score(x_test, y_test)), "C": best}
+    The inverse regularisation ``C`` is picked on a held-out fifth of the training features (the
+    first best on a tie), then the probe is refitted on all of them and scored on the test features."""
+    cut = len(features) * 4 // 5
+    held_out = _probe_accuracy(*fit_logistic(features[:cut], labels[:cut], cs), features[cut:], labels[cut:])
+    best = cs[int(held_out.argmax())]
+    return {"top1": float(_probe_accuracy(*fit_logistic(features, labels, best), test_features, test_labels)[0]),
+            "C": best}
 
 
 def evaluate_tasks(model, tokenizer, tasks):

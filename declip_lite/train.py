@@ -2,6 +2,10 @@
 CUDA, gradient clipping, the reference's logit-scale clamp, a tqdm bar (and live curves in
 Jupyter), a per-step history, periodic zero-shot evaluation, loss-crash recovery, and atomic
 checkpoints that resume exactly (the final evaluation included) and load with ``weights_only=True``.
+
+The step is :meth:`Trainer.update`: forward, named terms, backward, AdamW, clamp, and the logged
+values as one tensor, with no host sync. Eager, it is the readable reference; on CUDA the
+Trainer captures it once as a CUDA graph and replays it (``TrainConfig.fast``, see ``graphed.py``).
 """
 import copy
 import json
@@ -10,7 +14,8 @@ import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+import warnings
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -19,6 +24,7 @@ from tqdm.auto import tqdm as auto_bar
 
 from .checkpoint import rng_state, set_rng_state, write_durably
 from .distributed import is_main, world
+from .graphed import GraphedUpdate
 from .live import LiveCurves, enabled as live_enabled
 from .objectives.contract import encode
 from .recovery import LossCrash, StepBoundaryInterrupt, first_crash, give_up_message
@@ -57,6 +63,9 @@ class TrainConfig:
     spike_factor: float = 10.0             # a loss above this x the recent median is a crash (0: NaN only)
     recovery_lr_factor: float = 0.5        # after a crash: back to the last good state, lr x this
     max_recoveries: int = 3                # then stop with an error naming the first bad step
+    # "auto": the step as a CUDA graph on one CUDA device, else eager; "eager": always the reference;
+    # "graph": a CUDA graph or an error. Default: $DECLIP_LITE_FAST, else "auto"
+    fast: str = field(default_factory=lambda: os.environ.get("DECLIP_LITE_FAST", "auto"))
 
 
 def parameter_groups(modules, weight_decay):
@@ -109,46 +118,106 @@ class Trainer:
                                                                          find_unused_parameters=True)
         self.evaluator = evaluator  # model -> dict of metrics, called every eval_every steps
         c = self.config
-        self.optimizer = torch.optim.AdamW(parameter_groups([model, objective], c.weight_decay), lr=c.lr,
-                                           betas=c.betas, eps=c.eps, fused=True)  # one kernel, not a loop
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(c.warmup, c.steps))
+        if c.fast not in ("auto", "eager", "graph"):
+            raise ValueError(f"TrainConfig.fast={c.fast!r}: expected 'auto', 'eager' or 'graph'")
+        cuda = self.device.type == "cuda"
+        # on CUDA the learning rate is a tensor the step reads, so a captured step follows the schedule
+        self._lr = torch.tensor(c.lr, device=self.device) if cuda else None
+        self.optimizer = torch.optim.AdamW(parameter_groups([model, objective], c.weight_decay),
+                                           lr=c.lr if self._lr is None else self._lr, betas=c.betas, eps=c.eps,
+                                           fused=True, capturable=cuda)  # one kernel, not a loop
+        self.schedule = warmup_cosine(c.warmup, c.steps)
+        self.graphed = (c.fast == "graph" or c.fast == "auto" and cuda) and world()[1] == 1
+        if self.graphed and not cuda:
+            raise ValueError(f"TrainConfig.fast='graph' needs a CUDA device, not {self.device}")
         self.step, self.history, self.evals, self._pending, self._live = 0, [], [], [], None
         self.recoveries, self.lr_scale, self.final_step, self.train_seconds = [], 1.0, None, 0.0
-        self._tick, self._good = time.perf_counter(), None
+        self._tick, self._good, self._graph, self._keys, self._lrs = time.perf_counter(), None, None, None, []
 
-    def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+    def _autocast(self):  # no weight-cast cache: a captured step must cast inside the graph
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda", cache_enabled=False)
 
-    def train_step(self):
-        self.model.train()
-        self.objective.train()
-        batch = self.batches.batch(self.step)
+    def lr(self, step=None):
+        """The learning rate of ``step`` (default: the next one): lr x recovery scale x warm-up/cosine."""
+        return self.config.lr * self.lr_scale * self.schedule(self.step if step is None else step)
+
+    def update(self, batch):
+        """One step on ``batch``: forward, named terms, backward, AdamW, logit-scale clamp. Returns the
+        logged values as one tensor (the terms, then grad_norm and logit_scale; names in ``_keys``).
+        No host sync, so a CUDA graph can capture it."""
         with self._autocast():
             terms = self.step_module(batch)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip or float("inf"), foreach=True)  # logged
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip or float("inf"), foreach=True)
         self.optimizer.step()
-        self.scheduler.step()
         self.model.clamp_logit_scale(*self.config.logit_scale_clamp)
-        self._pending.append({**{k: v.detach().float() for k, v in terms.items()},
-                              "grad_norm": grad_norm, "logit_scale": self.model.logit_scale.detach().exp(),
-                              "lr": torch.tensor(self.scheduler.get_last_lr()[0])})
+        self._keys = [*terms, "grad_norm", "logit_scale"]
+        return torch.stack([*(v.detach().float() for v in terms.values()), grad_norm.float(),
+                            self.model.logit_scale.detach().exp().float()])
+
+    def train_step(self):
+        """Take one step; {name: logged value} (0-d tensors on the device)."""
+        self.model.train()
+        self.objective.train()
+        lr = self.lr()
+        self._set_lr(lr)
+        batch = self.batches.batch(self.step)
+        if self.graphed and self._graph is None:
+            self._graph = self._capture(batch)
+        row = self.update(batch) if self._graph is None else self._graph(batch).clone()
+        self._pending.append(row)
+        self._lrs.append(lr)
         self.step += 1
-        return terms
+        return dict(zip(self._keys, row.unbind()))
+
+    def _set_lr(self, lr):
+        if self._lr is None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+        else:
+            self._lr.fill_(lr)  # no sync: a kernel writes it
+
+    def _capture(self, batch):
+        """The step as a CUDA graph (``GraphedUpdate``), its warm-up undone; eager (None) with one
+        warning if capture fails on this GPU, unless ``fast='graph'`` asked for it."""
+        try:
+            self._init_adamw_state()
+            return GraphedUpdate(self.update, batch, self._state_tensors())
+        except Exception as e:  # noqa: BLE001 - any capture failure: the eager step is always right
+            if self.config.fast == "graph":
+                raise
+            warnings.warn(f"Trainer: CUDA graph capture failed ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                          f"training eagerly", stacklevel=3)
+            self.graphed = False
+            return None
+
+    def _init_adamw_state(self):
+        """AdamW's state as its first step would create it (zero moments, step 0 on the device), made
+        now, so that the warm-up before capture can be undone on it."""
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                if not self.optimizer.state[p]:
+                    self.optimizer.state[p] = {"step": torch.zeros((), dtype=torch.float32, device=p.device),
+                                               "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+
+    def _state_tensors(self):
+        """Every tensor a step writes: parameters, buffers (BatchNorm statistics, queues), AdamW's state."""
+        tensors = [*self.step_module.state_dict(keep_vars=True).values()]
+        return tensors + [v for s in self.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
 
     def _flush(self):
         """Move pending step records to the history in one host sync; pairs/s over the window."""
         if not self._pending:
             return {}
-        keys = list(self._pending[0])
-        values = torch.stack([torch.stack([p[k].cpu() for k in keys]) for p in self._pending]).tolist()
+        values = torch.stack(self._pending).tolist()  # one device-to-host copy
         now = time.perf_counter()
         rate, self._tick = len(values) * self.batches.batch_size / max(now - self._tick, 1e-9), now
         first = self.step - len(values)
-        rows = [{"step": first + i + 1, **dict(zip(keys, row)), "pairs_per_s": rate} for i, row in enumerate(values)]
-        self._pending = []
+        rows = [{"step": first + i + 1, **dict(zip(self._keys, row)), "lr": lr, "pairs_per_s": rate}
+                for i, (row, lr) in enumerate(zip(values, self._lrs))]
+        self._pending, self._lrs = [], []
         crash = first_crash(rows, self.history, self.config.spike_factor)
         if crash is not None:
             raise crash
@@ -233,18 +302,11 @@ class Trainer:
         lr_scale = self.lr_scale * c.recovery_lr_factor  # the good state's counters are older: keep ours
         recoveries = self.recoveries + [{"step": crash.step, "loss": crash.loss, "kind": crash.kind,
                                          "resumed_from": self._good["step"], "lr_scale": lr_scale}]
-        self._pending = []
+        self._pending, self._lrs = [], []
         good = copy.deepcopy({k: v for k, v in self._good.items() if k not in ("history", "evals")})
         self._restore({**good, "history": self.history[:self._good["history"]], "evals": self.evals[:self._good["evals"]]})
         self.recoveries, self.lr_scale = recoveries, lr_scale
-        self._apply_lr_scale()
         self._tick = time.perf_counter()
-
-    def _apply_lr_scale(self):
-        self.scheduler.base_lrs = [self.config.lr * self.lr_scale for _ in self.optimizer.param_groups]
-        factor = self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
-        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
-            group["lr"] = base * factor
 
     def _stop_interrupted(self, checkpoint, total):
         if checkpoint:
@@ -261,7 +323,7 @@ class Trainer:
     def state_dict(self):
         return {"version": CHECKPOINT_VERSION, "step": self.step, "model": self.model.state_dict(),
                 "model_config": asdict(self.model.config), "objective": self.objective.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
                 "train_config": asdict(self.config), "history": self.history, "evals": self.evals,
                 "tokenizer": self._tokenizer_state(), "recoveries": self.recoveries, "lr_scale": self.lr_scale,
                 "final_step": self.final_step, "train_seconds": self.train_seconds, "rng": rng_state()}
@@ -301,8 +363,10 @@ class Trainer:
     def _restore(self, state):
         self.model.load_state_dict(state["model"])
         self.objective.load_state_dict(state["objective"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        self.optimizer.load_state_dict(state["optimizer"])  # new state tensors: a captured step is stale
+        for group in self.optimizer.param_groups:  # this device's lr (a tensor on CUDA) and AdamW, not the saver's
+            group["lr"], group["capturable"] = (self.config.lr, False) if self._lr is None else (self._lr, True)
+        self._graph = None
         self.step, self.history, self.evals = state["step"], state["history"], state["evals"]
         self.recoveries, self.lr_scale = state["recoveries"], state["lr_scale"]
         self.final_step, self.train_seconds = state["final_step"], state["train_seconds"]

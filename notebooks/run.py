@@ -80,23 +80,48 @@ def record(seconds, path, smoke):
     path.write_text(json.dumps(costs, indent=1) + "\n")
 
 
+def write_outcomes(path, seconds, outcomes, smoke):
+    """Each notebook's wall time and outcome ("ok" or the error's last line), with where it ran."""
+    import torch
+
+    from declip_lite.runs.build import commit, hardware
+
+    path.write_text(json.dumps({
+        "hardware": hardware("cuda" if torch.cuda.is_available() else "cpu"), "commit": commit(), "smoke": smoke,
+        "command": " ".join(["python notebooks/run.py", *sys.argv[1:]]),
+        "notebooks": {k: {"seconds": round(v, 1), "outcome": outcomes.get(k, "ok")} for k, v in seconds.items()}},
+        indent=1) + "\n")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="runs")
     parser.add_argument("--smoke", action="store_true", help="quick presets (what the tests run)")
     parser.add_argument("--record", type=pathlib.Path, help="write each notebook's wall time into this JSON")
     parser.add_argument("--write-costs", action="store_true", help=f"only write {COSTS.name} into the notebooks")
+    parser.add_argument("--only", nargs="+", default=None, metavar="NN", help="these notebooks (by number)")
+    parser.add_argument("--keep-going", type=pathlib.Path, default=None, metavar="JSON",
+                        help="run every notebook even when one fails; write each one's seconds and outcome here")
     args = parser.parse_args()
     if args.write_costs:
         return write_costs(json.loads(COSTS.read_text()))
     out = pathlib.Path(args.out).resolve()
-    seconds = {}
+    seconds, outcomes = {}, {}
     for nb in notebooks():
+        if args.only and nb.name[:2] not in args.only:
+            continue
         start = time.perf_counter()
         print(f"running {nb.name} ...", flush=True)
-        execute(nb, out, {"SMOKE": args.smoke})
+        try:
+            execute(nb, out, {"SMOKE": args.smoke})
+        except Exception as e:  # noqa: BLE001 - with --keep-going, the next notebook still runs
+            if not args.keep_going:
+                raise
+            outcomes[nb.stem] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:300]}"
         seconds[nb.stem] = time.perf_counter() - start
-        print(f"  done in {seconds[nb.stem]:.0f} s -> {out / nb.name}", flush=True)
+        print(f"  {'failed' if nb.stem in outcomes else 'done'} in {seconds[nb.stem]:.0f} s -> {out / nb.name}", flush=True)
+        if args.keep_going:
+            write_outcomes(args.keep_going, seconds, outcomes, args.smoke)
     if args.record:
         record(seconds, args.record, args.smoke)
     print(f"\nExecuted notebooks: {out}/\nFigures: {out}/figures/\nRun results (JSON, checkpoints): "

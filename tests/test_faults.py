@@ -67,7 +67,7 @@ def outcome(runs_dir):
     (json_path,) = [p for p in runs_dir.glob("*.json") if not p.name.endswith(".history.json")]
     stem = str(json_path)[:-len(".json")]
     record = json.loads(json_path.read_text())
-    for timing in ("train_seconds", "hardware"):
+    for timing in ("train_seconds", "total_seconds", "hardware"):
         record.pop(timing)
     history = json.loads(open(stem + ".history.json").read())
     for row in history["history"]:
@@ -120,7 +120,9 @@ def test_a_spike_is_undone_with_a_lower_learning_rate_and_logged():
     assert event["kind"] == "spike" and event["step"] == 30 and event["resumed_from"] == 25 and event["lr_scale"] == 0.5
     assert [h["step"] for h in run.trainer.history] == list(range(1, 41))
     assert max(h["loss"] for h in run.trainer.history) < 50  # the spike is not in the history
-    assert run.trainer.scheduler.base_lrs == [0.5 * run.trainer.config.lr] * 2
+    T, lr = run.trainer, run.trainer.config.lr
+    assert [h["lr"] for h in T.history[24:26]] == pytest.approx([lr * T.schedule(24), 0.5 * lr * T.schedule(25)])
+    assert T.optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * lr * T.schedule(39))
 
 
 def test_a_nan_that_recovery_cannot_fix_stops_naming_the_first_bad_step():

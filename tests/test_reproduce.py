@@ -86,6 +86,29 @@ def test_linear_probe_reads_what_the_features_hold():
     assert linear_probe(noise[:300], labels[:300], noise[300:], labels[300:])["top1"] < 0.45
 
 
+def sklearn_probe(x, y, x_test, y_test, cs=(0.1, 1.0, 10.0, 100.0)):
+    """The probe as scikit-learn fits it: C picked on a held-out fifth, refitted on all."""
+    from sklearn.linear_model import LogisticRegression
+
+    x, y, x_test, y_test = (t.numpy() for t in (x, y, x_test, y_test))
+    cut = len(x) * 4 // 5
+    fit = lambda c, a, b: LogisticRegression(C=c, max_iter=2000).fit(a, b)  # noqa: E731
+    best = max(cs, key=lambda c: fit(c, x[:cut], y[:cut]).score(x[cut:], y[cut:]))
+    return fit(best, x, y).score(x_test, y_test)
+
+
+def test_the_torch_probe_scores_as_scikit_learns_on_fixed_features():
+    """Overlapping classes on the unit sphere, as image embeddings are: the accuracy is set by the
+    fit, not by the data alone, and the two fits agree to 0.01."""
+    g = torch.Generator().manual_seed(0)
+    centres = F.normalize(torch.randn(10, 64, generator=g), dim=-1)
+    for noise in (0.5, 0.8):
+        labels = torch.randint(0, 10, (2000,), generator=g)
+        x = F.normalize(centres[labels] + noise * torch.randn(2000, 64, generator=g), dim=-1)
+        ours = linear_probe(x[:1000], labels[:1000], x[1000:], labels[1000:])["top1"]
+        assert 0.3 < ours < 0.9 and abs(ours - sklearn_probe(x[:1000], labels[:1000], x[1000:], labels[1000:])) <= 0.01
+
+
 def test_sklearn_digits_are_real_ten_class_images():
     task = sklearn_digits(32, n=200)
     assert task.images.shape == (200, 3, 32, 32) and 0 <= task.images.min() and task.images.max() <= 1

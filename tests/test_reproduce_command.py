@@ -1,8 +1,10 @@
 """``make reproduce SCALE=smoke``: every run of the scale trained once, in parallel, into
 results/smoke/ (records with thinned histories, a summary with verdicts); rerun, nothing trains."""
 import json
+import os
 import pathlib
 import subprocess
+import sys
 
 import pytest
 
@@ -11,6 +13,22 @@ from declip_lite.notebook import ParameterError
 from declip_lite.runs import pool, reproduce, shipped
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.timeout(600)
+def test_the_gpu_check_runs_at_smoke_scale_on_a_cpu_and_brings_back_eight_files(tmp_path):
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(["bash", "bench/gpu_check.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert files == ["bench_cpu.json", "gpu_check.log", "monitor.csv", "notebooks.tgz", "notebooks_default.json",
+                     "notebooks_smoke.json", "parity.log", "results.tgz"]
+    bench = json.loads((tmp_path / "out" / "bench_cpu.json").read_text())
+    assert bench["methods"]["clip"]["eager_ops"] > bench["methods"]["clip"]["graph_host_ops_projected"] > 0
+    assert json.loads((tmp_path / "out" / "notebooks_smoke.json").read_text())["notebooks"]["00_the_data"]["outcome"] == "ok"
+    listing = subprocess.run(["tar", "-tzf", str(tmp_path / "out" / "results.tgz")], capture_output=True, text=True)
+    assert "./smoke/summary.json" in listing.stdout.split()
+    assert "reproduce --scale smoke" in (tmp_path / "out" / "gpu_check.log").read_text()
 
 
 @pytest.mark.timeout(600)
@@ -28,6 +46,7 @@ def test_make_reproduce_smoke_writes_every_record_and_resumes_without_training(t
     assert all(len(json.loads(p.read_text())["history"]) <= reproduce.HISTORY_POINTS for p in records)
     summary = json.loads((out / "smoke" / "summary.json").read_text())
     assert summary["runs"] == len(configs) and summary["commit"] and "1 threads" in summary["hardware"]
+    assert summary["total_seconds"] > summary["train_seconds"] > 0  # the work around the runs is visible
     assert set(summary["headline"]) == {"declip", "clip+mvs"}
     assert all(h["verdict"] == "inconclusive" and h["low"] is None for h in summary["headline"].values())  # 1 seed
     monkeypatch.setattr(pool, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))

@@ -65,6 +65,7 @@ class PairBatches:
             self.images = torch.cat([(dataset.images(everything[i:i + chunk]) * 255).round().to(torch.uint8)
                                      for i in range(0, n, chunk)]).to(self.device)
         self.eda = eda or TokenEDA(tokenizer, SYNONYM_GROUPS, ATTRIBUTE_WORDS)  # ShapeCaps' synonyms by default
+        self._epoch_order = (None, None)
         self.left_right = torch.tensor([tokenizer.ids.get(w, tokenizer.unk_id) for w in ("left", "right")],
                                        device=self.device)
 
@@ -83,9 +84,11 @@ class PairBatches:
         """This rank's share of global batch ``step`` (one process: the whole batch)."""
         rank, size = world()
         epoch, k = divmod(step, self.steps_per_epoch)
-        perm = torch.randperm(len(self.dataset), generator=_generator("cpu", self.seed, epoch))
+        if self._epoch_order[0] != epoch:  # one permutation an epoch, moved to the device once
+            perm = torch.randperm(len(self.dataset), generator=_generator("cpu", self.seed, epoch))
+            self._epoch_order = (epoch, perm.to(self.device))
         start = (k * size + rank) * self.batch_size
-        return perm[start:start + self.batch_size].to(self.device)
+        return self._epoch_order[1][start:start + self.batch_size]
 
     def pixels(self, index):
         if self.images is not None:

@@ -29,7 +29,6 @@ import inspect
 import torch
 import torch.nn as nn
 
-from ..distributed import max_over_ranks
 
 
 class Objective(nn.Module):
@@ -72,14 +71,15 @@ def capped_scale(logit_scale, cap=None):
 
 
 def encode(model, batch, scale_cap=None):
-    """Every image view in one call, every text view in one call; split back per view."""
+    """Every image view in one call, every text view in one call; split back per view. Captions
+    keep their full context length, padding included (as the reference): a fixed shape and no host
+    read, so the step can be captured; the causal tower's states before EOT do not see the pads."""
     V, B = batch["images"].shape[:2]
     img = model.encode_image(batch["images"].flatten(0, 1))
     names = list(batch["texts"])
     tokens = torch.cat([batch["texts"][n] for n in names])
-    L = max_over_ranks(int((tokens != 0).sum(1).max()))  # trailing pads change nothing: trim them
-    txt = {**model.encode_text(tokens[:, :L]), "valid": tokens[:, :L] != 0}  # valid: not padding
+    txt = {**model.encode_text(tokens), "valid": tokens != 0}  # valid: not padding
     return {"image": [{k: v[i * B:(i + 1) * B] for k, v in img.items()} for i in range(V)],
             "text": {n: {k: v[i * B:(i + 1) * B] for k, v in txt.items()} for i, n in enumerate(names)},
             "scale": capped_scale(model.logit_scale, scale_cap), "ids": batch["ids"], "content": batch.get("content"),
-            "mlm_targets": None if "mlm_targets" not in batch else batch["mlm_targets"][:, :L]}
+            "mlm_targets": batch.get("mlm_targets")}

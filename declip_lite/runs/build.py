@@ -29,6 +29,7 @@ class Run:
     filter_report: dict = None  # what a data filter kept (see ``filtering.keep_matched``)
     record: Record = None  # the result, once trained
     live_history: list = None  # steps trained here before shipped weights replaced them (``shipped.fit``)
+    started: float = None  # time.perf_counter() when building began: a record's total_seconds
 
     name = property(lambda self: self.config.name)
     method = property(lambda self: self.config.method)
@@ -73,6 +74,7 @@ def build(method="clip", preset="smoke", seed=0, device=None, scorer=None, **opt
     (``RunConfig.of``'s: ``pairs=...`` and other preset fields, ``train_overrides``, ...). A filtered
     run (``filter_quantile``) needs its trained ``scorer`` run: it keeps the pairs the scorer finds
     matched (``filtering.keep_matched``)."""
+    started = time.perf_counter()
     config = run_config(method, preset, seed, **options)
     preset, device = config.preset, pick_device(device)
     seed_everything(config.seed)
@@ -88,7 +90,7 @@ def build(method="clip", preset="smoke", seed=0, device=None, scorer=None, **opt
     tasks = make_tasks(n=preset.eval_n, seed=config.seed, image_size=preset.image_size, device=device)
     trainer = make_trainer(dataset, tokenizer, config.method, preset, tasks, config.seed, device, config.augmentation,
                            dict(config.model), dict(config.objective), train_overrides=dict(config.train))
-    return Run(config, tokenizer, dataset, tasks, trainer, filter_report=report)
+    return Run(config, tokenizer, dataset, tasks, trainer, filter_report=report, started=started)
 
 
 def commit():

@@ -3,6 +3,8 @@ trained; the filter's scorer first. Safe at every instant (see ``fit``)."""
 import contextlib
 import json
 import os
+import time
+from dataclasses import replace
 
 from ..checkpoint import RunLock
 from ..distributed import is_main
@@ -33,7 +35,7 @@ def fit(run, runs_dir="data/runs", progress=True):
     same run is refused (``RunLock``)."""
     if not runs_dir:
         run.trainer.fit(progress=progress, label=run_label(run))
-        run.record = result(run)
+        run.record = _timed(result(run), run)
         return run
     path = os.path.join(runs_dir, run.name)
     with RunLock(path) if is_main() else contextlib.nullcontext():
@@ -49,5 +51,11 @@ def fit(run, runs_dir="data/runs", progress=True):
             run.trainer.save_history(path + ".history.json")
             for name, task in run.tasks.items():  # one JSON per (run, task), with the confusion matrix
                 save_json(zero_shot(run.model, run.tokenizer, task), os.path.join(path + ".zero_shot", f"{name}.json"))
+            run.record = _timed(run.record, run)
             save_json(run.record.to_json(), path + ".json")
     return run
+
+
+def _timed(record, run):
+    """``record`` with the run's total seconds in this process, from building to now."""
+    return replace(record, total_seconds=time.perf_counter() - run.started if run.started else None)

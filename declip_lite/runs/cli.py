@@ -59,9 +59,10 @@ def reproduce_main(argv):
     parser.add_argument("--out", default="results")
     parser.add_argument("--runs-dir", default="data/runs")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--budget", type=float, default=None, help="seconds after which no run starts")
     args = parser.parse_args(argv)
     reproduce(args.scale, args.out, args.runs_dir, args.jobs, args.device,
-              command=" ".join(["python -m declip_lite.experiments reproduce", *argv]))
+              command=" ".join(["python -m declip_lite.experiments reproduce", *argv]), budget=args.budget)
 
 
 def main(argv=None):

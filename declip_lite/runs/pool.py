@@ -1,8 +1,13 @@
-"""Grids of runs, trained in parallel processes when asked (tiny models leave a GPU mostly idle)."""
+"""Grids of runs, trained in parallel processes when asked (tiny models leave a GPU mostly idle).
+
+Each worker process trains run after run (imports, the CUDA context and the data caches paid
+once) with one BLAS/OpenMP thread, and there are never more workers than cores."""
+import contextlib
 import importlib
 import json
 import multiprocessing
 import os
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import torch
@@ -13,26 +18,55 @@ from .config import RunConfig
 from .records import Record, Records
 
 
-def _record(config, runs_dir, device, progress, threads=None, plugin=None):
-    """The record of ``config``'s run: read when ``runs_dir`` has it, else trained. ``plugin``:
-    the module that registers the objective, imported first in a fresh worker process."""
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def _record(config, runs_dir, device, progress, plugin=None, deadline=None):
+    """The record of ``config``'s run: read when ``runs_dir`` has it, else trained; None when the
+    ``deadline`` (``time.time()``) passed before it could start. ``plugin``: the module that
+    registers the objective, imported first in a fresh worker process."""
     if plugin:
         importlib.import_module(plugin)
     path = runs_dir and os.path.join(runs_dir, config.name + ".json")
     if path and os.path.exists(path):
         with open(path) as f:
             return Record.from_json(json.load(f))
-    if threads:
-        torch.set_num_threads(threads)
+    if deadline is not None and time.time() > deadline:
+        return None
     return train(config, runs_dir=runs_dir, device=device, progress=progress).record
 
 
-def run_grid(configs, runs_dir="data/runs", device=None, jobs=1, progress=True, on_record=None):
+def _one_thread():
+    """A worker's initialiser: torch's pool and any BLAS/OpenMP pool already started, one thread."""
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    threadpool_limits(1)
+
+
+@contextlib.contextmanager
+def _single_threaded_children():
+    """Workers started inside inherit one-thread pools from their first import on."""
+    saved = {k: os.environ.get(k) for k in THREAD_VARIABLES}
+    os.environ.update({k: "1" for k in THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                del os.environ[k]
+            else:
+                os.environ[k] = v
+
+
+def run_grid(configs, runs_dir="data/runs", device=None, jobs=1, progress=True, on_record=None, deadline=None):
     """Train the runs in ``configs`` (:class:`RunConfig`, or dicts of ``train`` arguments) that
     ``runs_dir`` lacks; return every run's :class:`Record`, in order. ``jobs`` > 1 trains in
     parallel processes (tiny models leave a GPU mostly idle). Filtered runs wait for the rest, so
     each scorer trains once. ``on_record(config, record)`` is called as each run finishes. A run
-    that fails does not stop the others: all failures are raised together at the end."""
+    that fails does not stop the others: all failures are raised together at the end. ``jobs`` is
+    capped at the machine's cores. ``deadline`` (a ``time.time()``): no run starts after it; the
+    runs it left untrained are missing from the returned Records (rerun to finish them)."""
     on_record = on_record or (lambda config, record: None)
     configs = [c if isinstance(c, RunConfig) else RunConfig.of(**c) for c in configs]
     filtered = [c for c in configs if c.scorer is not None]
@@ -41,25 +75,28 @@ def run_grid(configs, runs_dir="data/runs", device=None, jobs=1, progress=True, 
 
     def finished(config, outcome):
         try:
-            records[config] = outcome()
+            record = outcome()
         except Exception as e:  # the other runs go on; every failure is named at the end
             failed[config.name] = e
         else:
-            on_record(config, records[config])
+            if record is not None:
+                records[config] = record
+                on_record(config, record)
 
+    jobs = min(jobs, os.cpu_count() or 1)
     for wave in (list(dict.fromkeys(w)) for w in waves):  # a run listed twice trains once
         if jobs > 1 and len(wave) > 1:
-            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                threads = max(1, (os.cpu_count() or 1) // jobs)
-                futures = {pool.submit(_record, c, runs_dir, device, False, threads,
-                                       objective_class(c.method).__module__): c for c in wave}
+            with _single_threaded_children(), ProcessPoolExecutor(
+                    jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread) as pool:
+                futures = {pool.submit(_record, c, runs_dir, device, False,
+                                       objective_class(c.method).__module__, deadline): c for c in wave}
                 for future in as_completed(futures):
                     finished(futures[future], future.result)
         else:
             for c in wave:
-                finished(c, lambda: _record(c, runs_dir, device, progress))
+                finished(c, lambda: _record(c, runs_dir, device, progress, deadline=deadline))
     if failed:
         raise RuntimeError(f"run_grid: {len(failed)} of {len(records) + len(failed)} runs failed (the others are "
                            f"cached; run again to retry): " + "; ".join(f"{name}: {type(e).__name__}: {e}"
                                                                       for name, e in failed.items()))
-    return Records(records[c] for c in configs)
+    return Records(records[c] for c in configs if c in records)

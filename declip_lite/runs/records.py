@@ -66,7 +66,8 @@ class Record(_Setting):
     hardware: str = None
     commit: str = None           # the code that trained it ("+dirty": with uncommitted changes)
     torch: str = None
-    train_seconds: float = None
+    train_seconds: float = None  # the Trainer's steps, resumes added up
+    total_seconds: float = None  # building, training, evaluating and writing the run, in this process
     pairs_seen: int = None
     recoveries: int = 0
     filter_report: dict = None   # what the data filter kept (``filtering.keep_matched``)

@@ -55,13 +55,17 @@ def small_data_rows(records, scale):
 def headline(records, scale):
     """Each headline method against CLIP at the grid's small-data setting, interval and verdict."""
     rows = small_data_rows(records, scale)
+    present = {r.method for r in rows}
+    if "clip" not in present:
+        return {}
     clip = rows.one(method="clip")
-    return {m: report.compare(clip, rows.one(method=m)) for m in grids.HEADLINE[1:]}
+    return {m: report.compare(clip, rows.one(method=m)) for m in grids.HEADLINE[1:] if m in present}
 
 
-def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device=None, command=None):
+def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device=None, command=None, budget=None):
     """Train (or load) every run of ``scale``; write ``out/<scale>/``; return the Records.
-    ``command``: how it was called, for the summary."""
+    ``command``: how it was called, for the summary. ``budget``: seconds after which no run starts
+    (the summary then says how many of the plan finished; rerun to train the rest)."""
     configs = plan(scale)
     total = len(set(configs) | {c.scorer for c in configs if c.scorer is not None})  # filters' scorers too
     where = os.path.join(out, scale)
@@ -76,20 +80,27 @@ def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device
             with open(history_path) as f:
                 data["history"] = thinned(json.load(f)["history"])
         save_json(data, os.path.join(where, "records", config.name + ".json"))
+        seconds = f"{record.train_seconds or 0:5.1f}/{record.total_seconds or 0:5.1f} s"
         print(f"[{len(done):3d}/{total}] {time.perf_counter() - start:6.0f} s  {config.method:12s} "
-              f"s{config.seed} {record.pairs:5d} pairs  mean zero-shot {record.zero_shot_own['mean']:.3f}  {config.name}",
-              flush=True)
+              f"s{config.seed} {record.pairs:5d} pairs  mean zero-shot {record.zero_shot_own['mean']:.3f}  "
+              f"train/total {seconds}  {config.name}", flush=True)
 
-    records = run_grid(configs, runs_dir, device, jobs, progress=False, on_record=finished)
+    deadline = None if budget is None else time.time() + budget
+    records = run_grid(configs, runs_dir, device, jobs, progress=False, on_record=finished, deadline=deadline)
+    names = {r.name for r in records}
     for config in grids.model_runs(scale):
-        export_weights(os.path.join(runs_dir, config.name + ".pt"), os.path.join(where, "weights", config.name + ".pt"))
+        if config.name in names:
+            export_weights(os.path.join(runs_dir, config.name + ".pt"), os.path.join(where, "weights", config.name + ".pt"))
     comparisons = headline(records, scale)
     for method, c in comparisons.items():
         print(f"{method} - clip: {c}")
     save_json({"scale": scale, "hardware": records[0].hardware, "commit": commit(), "torch": torch.__version__,
                "python": platform.python_version(), "threads": torch.get_num_threads(), "jobs": jobs,
                "command": command,
-               "seconds": time.perf_counter() - start, "runs": len(records),
+               "seconds": time.perf_counter() - start, "runs": len(records), "planned": total, "budget": budget,
+               # summed over the runs trained (not loaded) by whatever machine made each record
+               "train_seconds": sum(r.train_seconds or 0 for r in records),
+               "total_seconds": sum(r.total_seconds or 0 for r in records),
                "headline": {m: {k: None if v in (math.inf, -math.inf) else v for k, v in vars(c).items()}
                             for m, c in comparisons.items()},  # an unbounded interval (one seed) as null
                "summaries": [{"method": r.method, "pairs": r.pairs, "steps": r.steps, "encoder": r.encoder,

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The one prepared call for a machine with a GPU (`make gpu-check`); on a CPU it runs at smoke
+# scale (a test does, so it cannot rot). In order, each step bounded, none stopping the next:
+#   1. the captured step against eager (tests/test_graphed.py); on failure the rest trains eagerly
+#   2. bench/bench.py on the device (operators and step time per method, eager and graphed)
+#   3. reproduce --scale $SCALE with a budget (no run starts after it), notebooks beside it
+#   4. nvidia-smi and the CPU load sampled every 2 s throughout
+# Everything lands in $OUT as 8 files: the log, the monitor CSV, the bench JSON, the parity log, the
+# notebooks' outcomes in smoke and default mode (as far as time allows), and two tarballs
+# (results/<scale>/, the executed notebooks).
+#   OUT=dir SCALE=gpu JOBS=12 BUDGET=240 LIMIT=540 NOTEBOOKS="00 01 ..." bash bench/gpu_check.sh
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-gpu_check_out}
+PY=${PYTHON:-python3}
+if "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2>/dev/null; then
+  DEVICE=cuda; DEFAULTS=(gpu 12 240 540 "00 01 02 03 04 05 06 07 08 09" "--rounds 5 --steps 10")
+else  # the smoke check: one short run, one notebook, one round of two methods
+  DEVICE=cpu; DEFAULTS=(smoke 1 1 600 "00" "--rounds 1 --steps 1 --methods clip declip --eval-n 200")
+fi
+SCALE=${SCALE:-${DEFAULTS[0]}}; JOBS=${JOBS:-${DEFAULTS[1]}}; BUDGET=${BUDGET:-${DEFAULTS[2]}}
+LIMIT=${LIMIT:-${DEFAULTS[3]}}; NOTEBOOKS=${NOTEBOOKS:-${DEFAULTS[4]}}; BENCH_ARGS=${BENCH_ARGS:-${DEFAULTS[5]}}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+work=$(mktemp -d)
+start=$(date +%s)
+left() { echo $(( LIMIT - ($(date +%s) - start) )); }
+say() { echo "[gpu_check $(( $(date +%s) - start )) s] $*"; }
+exec > >(tee "$OUT/gpu_check.log") 2>&1
+
+if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then  # what the offline GPU machine lacks (shared/GPU.md)
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$work/site" .whl/*.whl \
+    && export PYTHONPATH="$work/site:${PYTHONPATH:-}"
+fi
+export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+say "device $DEVICE, scale $SCALE, jobs $JOBS, budget $BUDGET s, limit $LIMIT s"
+( while :; do
+    echo "$(date +%s),$(nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits 2>/dev/null \
+      | head -1 | tr -d ' '),$(cut -d' ' -f1-4 /proc/loadavg | tr ' ' ',')"
+    sleep 2
+  done ) > "$OUT/monitor.csv" &
+monitor=$!
+trap 'kill $monitor 2>/dev/null' EXIT
+
+say "1. the captured step against eager"
+timeout $(( $(left) / 5 )) "$PY" -m pytest -q -p no:cacheprovider tests/test_graphed.py -k captured 2>&1 \
+  | tee "$OUT/parity.log"
+if [ "${PIPESTATUS[0]}" != 0 ] && [ "$DEVICE" = cuda ]; then  # on a CPU they are skipped (exit 5)
+  export DECLIP_LITE_FAST=eager
+  say "parity FAILED: everything below trains eagerly (DECLIP_LITE_FAST=eager)"
+fi
+
+say "2. bench"
+timeout $(( $(left) / 4 )) "$PY" bench/bench.py --device "$DEVICE" --out "$OUT/bench_$DEVICE.json" $BENCH_ARGS \
+  || say "bench failed or timed out"
+
+say "3. reproduce --scale $SCALE (budget $BUDGET s), notebooks beside it"
+( deadline=$(( $(left) - 40 ))
+  timeout $deadline "$PY" notebooks/run.py --smoke --out "$work/notebooks/smoke" --keep-going "$OUT/notebooks_smoke.json" \
+    --only $NOTEBOOKS
+  timeout $(( $(left) - 40 )) "$PY" notebooks/run.py --out "$work/notebooks/default" \
+    --keep-going "$OUT/notebooks_default.json" --only $NOTEBOOKS ) > "$work/notebooks.log" 2>&1 &
+notebooks=$!
+timeout $(( $(left) - 30 )) "$PY" -m declip_lite.experiments reproduce --scale "$SCALE" --jobs "$JOBS" \
+  --out "$work/results" --runs-dir "$work/runs" --device "$DEVICE" --budget "$BUDGET" || say "reproduce failed or timed out"
+wait $notebooks
+say "notebooks:"; cat "$work/notebooks.log"
+
+say "packing"
+tar -czf "$OUT/results.tgz" -C "$work/results" . 2>/dev/null
+tar -czf "$OUT/notebooks.tgz" -C "$work" notebooks notebooks.log 2>/dev/null
+say "done"
+ls -la "$OUT"
