@@ -8,7 +8,8 @@
 # Everything lands in $OUT as 8 files: the log, the monitor CSV, the bench JSON, the parity log, the
 # notebooks' outcomes in smoke and default mode (as far as time allows), and two tarballs
 # (results/<scale>/, the executed notebooks).
-#   OUT=dir SCALE=gpu JOBS=12 BUDGET=240 LIMIT=540 NOTEBOOKS="00 01 ..." bash bench/gpu_check.sh
+#   OUT=dir SCALE=gpu JOBS=12 BUDGET=240 LIMIT=540 NOTEBOOKS="00 01 ..." RUNS_DIR=dir bash bench/gpu_check.sh
+# (DECLIP_LITE_COMMIT names the commit where the tree has no .git)
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_check_out}
@@ -23,6 +24,8 @@ LIMIT=${LIMIT:-${DEFAULTS[3]}}; NOTEBOOKS=${NOTEBOOKS:-${DEFAULTS[4]}}; BENCH_AR
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 work=$(mktemp -d)
+RUNS_DIR=${RUNS_DIR:-$work/runs}  # a fixed folder lets a second call on a warm machine resume the runs
+export DECLIP_LITE_COMMIT=${DECLIP_LITE_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 start=$(date +%s)
 left() { echo $(( LIMIT - ($(date +%s) - start) )); }
 say() { echo "[gpu_check $(( $(date +%s) - start )) s] $*"; }
@@ -62,7 +65,7 @@ say "3. reproduce --scale $SCALE (budget $BUDGET s), notebooks beside it"
     --keep-going "$OUT/notebooks_default.json" --only $NOTEBOOKS ) > "$work/notebooks.log" 2>&1 &
 notebooks=$!
 timeout $(( $(left) - 30 )) "$PY" -m declip_lite.experiments reproduce --scale "$SCALE" --jobs "$JOBS" \
-  --out "$work/results" --runs-dir "$work/runs" --device "$DEVICE" --budget "$BUDGET" || say "reproduce failed or timed out"
+  --out "$work/results" --runs-dir "$RUNS_DIR" --device "$DEVICE" --budget "$BUDGET" || say "reproduce failed or timed out"
 wait $notebooks
 say "notebooks:"; cat "$work/notebooks.log"
 

@@ -92,6 +92,22 @@ def test_a_notebook_reads_shipped_results_only_on_a_cpu_in_full_mode_when_asked(
         shipped.source("yes", False, "cpu", str(tmp_path))
 
 
+def test_the_grids_read_a_complete_gpu_reproduction_first_and_a_gpu_trains_a_notebooks_own_runs(tmp_path):
+    def ship(scale, runs, planned):
+        (tmp_path / scale).mkdir(exist_ok=True)
+        (tmp_path / scale / "summary.json").write_text(json.dumps({"runs": runs, "planned": planned,
+                                                                   "hardware": "H200", "commit": "abcdef1234567"}))
+    ship("cpu", 3, 3)
+    ship("gpu", 100, 144)  # a partial gpu reproduction is never read
+    assert shipped.source("auto", False, "cpu", str(tmp_path), grids=True) == str(tmp_path / "cpu")
+    assert shipped.source("auto", False, "cuda", str(tmp_path), grids=True) is None  # a GPU trains the grids
+    ship("gpu", 144, 144)
+    assert shipped.source("auto", False, "cpu", str(tmp_path), grids=True) == str(tmp_path / "gpu")
+    assert shipped.source("auto", False, "cuda", str(tmp_path), grids=True) == str(tmp_path / "gpu")
+    assert shipped.source("auto", False, "cpu", str(tmp_path)) == str(tmp_path / "cpu")  # 01-06: the cpu runs
+    assert shipped.source("auto", False, "cuda", str(tmp_path)) is None  # 01-06 on a GPU: trained live
+
+
 def test_a_thinned_history_keeps_its_ends_and_at_most_the_points_asked():
     history = [{"step": i} for i in range(1, 1001)]
     kept = reproduce.thinned(history, 200)

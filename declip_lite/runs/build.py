@@ -94,14 +94,15 @@ def build(method="clip", preset="smoke", seed=0, device=None, scorer=None, **opt
 
 
 def commit():
-    """The checkout's commit, with "+dirty" when files differ from it; "unknown" outside git."""
+    """The checkout's commit, with "+dirty" when files differ from it; outside git, $DECLIP_LITE_COMMIT
+    (what a copy of the tree sent to another machine says it is), else "unknown"."""
     here = os.path.dirname(os.path.abspath(__file__))
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return os.environ.get("DECLIP_LITE_COMMIT", "unknown")
     return sha.stdout.strip() + ("+dirty" if dirty else "")
 
 

@@ -1,7 +1,7 @@
-"""Shipped results: where a notebook's full-mode numbers come from. On a GPU, or with
-``RESULTS="train"``, it trains; on a CPU with ``RESULTS="auto"`` it reads what ``reproduce``
-committed to ``results/<scale>/`` (the largest scale there: gpu, else cpu), records and weights,
-and draws the same figures from them as from a fresh run."""
+"""Shipped results: where a notebook's full-mode numbers come from. With ``RESULTS="auto"`` it
+reads what ``reproduce`` committed to ``results/<scale>/`` (records and weights) and draws the same
+figures from them as from a fresh run: on a CPU always, on a GPU the grids of notebooks 07-08
+when a complete gpu reproduction is shipped (see :func:`source`); otherwise it trains."""
 import json
 import os
 from dataclasses import asdict
@@ -18,21 +18,35 @@ from .records import Record, Records
 SCALES_LARGEST_FIRST = ("gpu", "cpu")
 
 
-def source(results, smoke, device, shipped_dir="../results"):
-    """The shipped folder to read (``results/gpu`` or ``results/cpu``), or None to train here."""
+def _complete(folder):
+    """The summary of ``folder`` when its reproduction finished every planned run, else None."""
+    path = os.path.join(folder, "summary.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        summary = json.load(f)
+    return summary if summary["runs"] >= summary.get("planned", summary["runs"]) else None
+
+
+def source(results, smoke, device, shipped_dir="../results", grids=False):
+    """The shipped folder to read, or None to train here. A notebook's own runs (``grids=False``)
+    train on a GPU and are read from ``results/cpu`` on a CPU; the grids of notebooks 07-08
+    (``grids=True``) are read from the largest complete scale shipped (gpu, else cpu), on any device,
+    or trained where none is. ``RESULTS="train"`` and smoke mode always train."""
     if results not in ("auto", "train"):
         raise ParameterError(f"parameter RESULTS must be 'auto' or 'train', got {results!r}")
-    if results == "train" or smoke or torch.device(device).type == "cuda":
+    cuda = torch.device(device).type == "cuda"
+    if results == "train" or smoke or (cuda and not grids):
         return None
-    found = [os.path.join(shipped_dir, s) for s in SCALES_LARGEST_FIRST
-             if os.path.exists(os.path.join(shipped_dir, s, "summary.json"))]
+    scales = SCALES_LARGEST_FIRST if grids else ("cpu",)
+    found = [(os.path.join(shipped_dir, s), _complete(os.path.join(shipped_dir, s))) for s in scales]
+    found = [(folder, summary) for folder, summary in found if summary and not (cuda and scale_of(folder) != "gpu")]
     if not found:
         return None
-    with open(os.path.join(found[0], "summary.json")) as f:
-        summary = json.load(f)
-    print(f"shipped results: {found[0]} ({summary['runs']} runs on {summary['hardware']}, commit "
+    folder, summary = found[0]
+    print(f"shipped results: {folder} ({summary['runs']} runs on {summary['hardware']}, commit "
           f"{summary['commit'][:10]}); RESULTS='train' trains them on this machine instead")
-    return found[0]
+    return folder
 
 
 def scale_of(folder):
