@@ -8,19 +8,20 @@
 # Everything lands in $OUT as 8 files: the log, the monitor CSV, the bench JSON, the parity log, the
 # notebooks' outcomes in smoke and default mode (as far as time allows), and two tarballs
 # (results/<scale>/, the executed notebooks).
-#   OUT=dir SCALE=gpu JOBS=12 BUDGET=240 LIMIT=540 NOTEBOOKS="00 01 ..." RUNS_DIR=dir bash bench/gpu_check.sh
+#   OUT=dir SCALE=gpu JOBS=14 BUDGET=240 LIMIT=540 NOTEBOOKS="00 01 ..." RUNS_DIR=dir bash bench/gpu_check.sh
 # (DECLIP_LITE_COMMIT names the commit where the tree has no .git)
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_check_out}
 PY=${PYTHON:-python3}
 if "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2>/dev/null; then
-  DEVICE=cuda; DEFAULTS=(gpu 12 240 540 "00 01 02 03 04 05 06 07 08 09" "--rounds 5 --steps 10")
+  DEVICE=cuda; DEFAULTS=(gpu 14 240 540 "00 01 02 03 04 05 06 07 08 09" "--rounds 5 --steps 10" "00 01 02 03 04 05 06 09")
 else  # the smoke check: one short run, one notebook, one round of two methods
-  DEVICE=cpu; DEFAULTS=(smoke 1 1 600 "00" "--rounds 1 --steps 1 --methods clip declip --eval-n 200")
+  DEVICE=cpu; DEFAULTS=(smoke 1 1 600 "00" "--rounds 1 --steps 1 --methods clip declip --eval-n 200" "00")
 fi
 SCALE=${SCALE:-${DEFAULTS[0]}}; JOBS=${JOBS:-${DEFAULTS[1]}}; BUDGET=${BUDGET:-${DEFAULTS[2]}}
 LIMIT=${LIMIT:-${DEFAULTS[3]}}; NOTEBOOKS=${NOTEBOOKS:-${DEFAULTS[4]}}; BENCH_ARGS=${BENCH_ARGS:-${DEFAULTS[5]}}
+NOTEBOOKS_DEFAULT=${NOTEBOOKS_DEFAULT:-${DEFAULTS[6]}}  # 07-08 in default mode train the grids reproduce trains
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 work=$(mktemp -d)
@@ -46,7 +47,7 @@ monitor=$!
 trap 'kill $monitor 2>/dev/null' EXIT
 
 say "1. the captured step against eager"
-timeout $(( $(left) / 5 )) "$PY" -m pytest -q -p no:cacheprovider tests/test_graphed.py -k captured 2>&1 \
+timeout -k 5 $(( $(left) / 6 )) "$PY" -m pytest -q -p no:cacheprovider tests/test_graphed.py -k captured 2>&1 \
   | tee "$OUT/parity.log"
 if [ "${PIPESTATUS[0]}" != 0 ] && [ "$DEVICE" = cuda ]; then  # on a CPU they are skipped (exit 5)
   export DECLIP_LITE_FAST=eager
@@ -54,17 +55,16 @@ if [ "${PIPESTATUS[0]}" != 0 ] && [ "$DEVICE" = cuda ]; then  # on a CPU they ar
 fi
 
 say "2. bench"
-timeout $(( $(left) / 4 )) "$PY" bench/bench.py --device "$DEVICE" --out "$OUT/bench_$DEVICE.json" $BENCH_ARGS \
+timeout -k 5 $(( $(left) / 4 )) "$PY" bench/bench.py --device "$DEVICE" --out "$OUT/bench_$DEVICE.json" $BENCH_ARGS \
   || say "bench failed or timed out"
 
 say "3. reproduce --scale $SCALE (budget $BUDGET s), notebooks beside it"
-( deadline=$(( $(left) - 40 ))
-  timeout $deadline "$PY" notebooks/run.py --smoke --out "$work/notebooks/smoke" --keep-going "$OUT/notebooks_smoke.json" \
-    --only $NOTEBOOKS
-  timeout $(( $(left) - 40 )) "$PY" notebooks/run.py --out "$work/notebooks/default" \
-    --keep-going "$OUT/notebooks_default.json" --only $NOTEBOOKS ) > "$work/notebooks.log" 2>&1 &
+( timeout -k 5 $(( $(left) - 30 )) "$PY" notebooks/run.py --smoke --out "$work/notebooks/smoke" \
+    --keep-going "$OUT/notebooks_smoke.json" --only $NOTEBOOKS
+  timeout -k 5 $(( $(left) - 30 )) "$PY" notebooks/run.py --out "$work/notebooks/default" \
+    --keep-going "$OUT/notebooks_default.json" --only $NOTEBOOKS_DEFAULT ) > "$work/notebooks.log" 2>&1 &
 notebooks=$!
-timeout $(( $(left) - 30 )) "$PY" -m declip_lite.experiments reproduce --scale "$SCALE" --jobs "$JOBS" \
+timeout -k 5 $(( $(left) - 15 )) "$PY" -m declip_lite.experiments reproduce --scale "$SCALE" --jobs "$JOBS" \
   --out "$work/results" --runs-dir "$RUNS_DIR" --device "$DEVICE" --budget "$BUDGET" || say "reproduce failed or timed out"
 wait $notebooks
 say "notebooks:"; cat "$work/notebooks.log"

@@ -28,7 +28,7 @@ def nt_xent(a, b, temperature=0.1):
     keys = torch.cat([gather(a), gather(b)])                     # (2 N size, d)
     queries = torch.cat([a, b])                                  # (2 N, d)
     logits = queries @ keys.T / temperature
-    own = torch.cat([torch.arange(n) + rank * n, torch.arange(n) + (size + rank) * n]).to(a.device)
+    own = torch.cat([torch.arange(n, device=a.device) + rank * n, torch.arange(n, device=a.device) + (size + rank) * n])
     partner = torch.cat([own[n:], own[:n]])
     logits[torch.arange(2 * n, device=a.device), own] = float("-inf")  # never the anchor itself
     return F.cross_entropy(logits, partner)

@@ -22,9 +22,10 @@ def _with_mean(scores):
 def analyse(run):
     """What a trained model shows beyond its zero-shot table: one prompt instead of the
     ensemble, linear probes, transfer to real handwriting and, for FILIP heads, token-wise
-    zero-shot."""
+    zero-shot. Also ``run.task_metrics``: each task's full zero-shot metrics (confusion matrix too)."""
     model, tok, p, dev = run.model, run.tokenizer, run.preset, run.trainer.device
     emb = {t: image_features(model, task.images) for t, task in run.tasks.items()}  # each task encoded once
+    run.task_metrics = {t: zero_shot(model, tok, task, image_emb=emb[t]) for t, task in run.tasks.items()}
 
     def probe(t, task):  # trained on a fresh draw of the task, tested on the zero-shot images
         train = make_task(t, p.eval_n, run.seed + PROBE_SEED_OFFSET, p.image_size, dev)

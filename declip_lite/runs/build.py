@@ -30,6 +30,7 @@ class Run:
     record: Record = None  # the result, once trained
     live_history: list = None  # steps trained here before shipped weights replaced them (``shipped.fit``)
     started: float = None  # time.perf_counter() when building began: a record's total_seconds
+    task_metrics: dict = None  # {task: full zero-shot metrics} of the trained model (``analysis.analyse``)
 
     name = property(lambda self: self.config.name)
     method = property(lambda self: self.config.method)

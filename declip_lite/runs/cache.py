@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from ..checkpoint import RunLock
 from ..distributed import is_main
-from ..evaluate import save_json, zero_shot
+from ..evaluate import save_json
 from .analysis import result
 from .build import build, run_label
 from .config import run_config
@@ -49,8 +49,8 @@ def fit(run, runs_dir="data/runs", progress=True):
         run.record = result(run)
         if is_main():
             run.trainer.save_history(path + ".history.json")
-            for name, task in run.tasks.items():  # one JSON per (run, task), with the confusion matrix
-                save_json(zero_shot(run.model, run.tokenizer, task), os.path.join(path + ".zero_shot", f"{name}.json"))
+            for name, metrics in run.task_metrics.items():  # one JSON per (run, task), with the confusion matrix
+                save_json(metrics, os.path.join(path + ".zero_shot", f"{name}.json"))
             run.record = _timed(run.record, run)
             save_json(run.record.to_json(), path + ".json")
     return run
