@@ -49,8 +49,9 @@ class NNQueue(nn.Module):
         n, size = len(text), len(self.features)
         slots = (self.ptr + torch.arange(n, device=text.device)) % size
         self.features[slots] = F.normalize(text.float(), dim=-1)
-        self.ids[slots] = -1 if ids is None else ids
-        self.content[slots] = -1 if content is None else content
+        unknown = torch.full_like(slots, -1)  # on the device: a CUDA graph cannot copy a host scalar in
+        self.ids[slots] = unknown if ids is None else ids
+        self.content[slots] = unknown if content is None else content
         self.ptr.copy_((self.ptr + n) % size)
 
 

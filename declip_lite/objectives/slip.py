@@ -28,10 +28,11 @@ def nt_xent(a, b, temperature=0.1):
     keys = torch.cat([gather(a), gather(b)])                     # (2 N size, d)
     queries = torch.cat([a, b])                                  # (2 N, d)
     logits = queries @ keys.T / temperature
-    own = torch.cat([torch.arange(n, device=a.device) + rank * n, torch.arange(n, device=a.device) + (size + rank) * n])
+    rows = torch.arange(n, device=a.device)
+    own = torch.cat([rows + rank * n, rows + (size + rank) * n])
     partner = torch.cat([own[n:], own[:n]])
-    logits[torch.arange(2 * n, device=a.device), own] = float("-inf")  # never the anchor itself
-    return F.cross_entropy(logits, partner)
+    anchor = F.one_hot(own, len(keys)).bool()  # a mask, not an indexed write: a CUDA graph can capture it
+    return F.cross_entropy(logits.masked_fill(anchor, float("-inf")), partner)  # never the anchor itself
 
 
 @register("slip")
