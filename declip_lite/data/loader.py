@@ -51,8 +51,9 @@ class PairBatches:
         self.device = torch.device(device or dataset.device)
         n, S = len(dataset), dataset.image_size
         everything = torch.arange(n)
-        self.tokens = torch.cat([tokenizer.encode(dataset.captions(everything[i:i + 8192]))
-                                 for i in range(0, n, 8192)]).to(self.device)
+        tokens = torch.cat([tokenizer.encode(dataset.captions(everything[i:i + 8192])) for i in range(0, n, 8192)])
+        longest = int((tokens != tokenizer.pad_id).sum(1).max())  # pads trail: no caption needs more columns
+        self.tokens = tokens[:, :longest].to(self.device)  # one fixed text shape for the run, no per-step trim
         if hasattr(dataset, "scenes"):  # ShapeCaps: object boxes and what each image shows
             scenes = dataset.scenes(everything)
             self.boxes, self.content = object_boxes(scenes).to(self.device), content_key(scenes).to(self.device)

@@ -71,9 +71,10 @@ def capped_scale(logit_scale, cap=None):
 
 
 def encode(model, batch, scale_cap=None):
-    """Every image view in one call, every text view in one call; split back per view. Captions
-    keep their full context length, padding included (as the reference): a fixed shape and no host
-    read, so the step can be captured; the causal tower's states before EOT do not see the pads."""
+    """Every image view in one call, every text view in one call; split back per view. Captions come
+    as wide as the training set's longest one (``PairBatches`` cuts the shared padding once): a fixed
+    shape and no host read, so the step can be captured; the causal tower's states up to EOT never
+    see the pads."""
     V, B = batch["images"].shape[:2]
     img = model.encode_image(batch["images"].flatten(0, 1))
     names = list(batch["texts"])

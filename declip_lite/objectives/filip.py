@@ -12,7 +12,8 @@ never what is averaged (as in the reference). Loss: CLIP's symmetric cross-entro
 
 **Declared deviation** (``mask_padding=True``): padding never counts. The reference averages
 over all 77 text positions, padding included, which drags every caption toward the pad
-embedding; ``mask_padding=False`` does as the reference. Like the reference's FILIP config, the
+embedding; ``mask_padding=False`` does as the reference, over the columns every training caption
+has (the training set's longest caption, see ``contract.encode``), not the full context. Like the reference's FILIP config, the
 caption FILIP sees is the MLM-masked one (``masked_caption=True``).
 """
 import math

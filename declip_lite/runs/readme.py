@@ -50,23 +50,39 @@ def results_block(folder):
 
 
 def bench_block(path):
-    """Markdown: the speed table of one ``bench/bench.py`` JSON."""
+    """Markdown: the speed table of one ``bench/bench.py`` JSON, and its per-method table."""
     with open(path) as f:
         b = json.load(f)
+    fast = b.get("fast_path", "eager")
     lines = [f"{b['hardware']}, torch {b['torch']}, commit `{b['commit'][:10]}`: `{b['command']}`; every step "
              f"timed in turn, {b['rounds']} rounds of {b['steps_per_round']} steps; median (range over rounds).", "",
              "| | |", "|---|---:|",
              "| ShapeCaps images/s, 32 / 64 / 128 px | " + " / ".join(f"{b[f'images_per_s_{s}px']:,.0f}"
                                                             for s in (32, 64, 128)) + " |",
-             f"| CLIP training pairs/s (rn-tiny, batch {b['batch_size']}) | "
+             f"| CLIP training pairs/s (rn-tiny, batch {b['batch_size']}, {fast}) | "
              f"{b['clip_pairs_per_s']:,.0f} |",
-             f"| DeCLIP training pairs/s | {b['declip_pairs_per_s']:,.0f} |",
-             f"| DeCLIP / CLIP step time | {b['declip_over_clip']:.2f}× ({b['declip_over_clip_range'][0]:.2f}–"
+             f"| DeCLIP training pairs/s ({fast}) | {b['declip_pairs_per_s']:,.0f} |",
+             f"| DeCLIP / CLIP step time ({fast}) | {b['declip_over_clip']:.2f}× ({b['declip_over_clip_range'][0]:.2f}–"
              f"{b['declip_over_clip_range'][1]:.2f}) |"]
     if "ours_over_open_clip_pairs_per_s" in b:
         r = b["ours_over_open_clip_pairs_per_s_range"]
-        lines.append(f"| our CLIP pairs/s over open_clip's (vit-tiny, CLIP + ClipLoss + AdamW) | "
+        lines.append(f"| our CLIP pairs/s over open_clip's (vit-tiny, CLIP + ClipLoss + AdamW; ours {fast}) | "
                      f"{b['ours_over_open_clip_pairs_per_s']:.2f}× ({r[0]:.2f}–{r[1]:.2f}) |")
+    if "analysis_s" in b:
+        lines.append(f"| one finished run's evaluation and analysis ({b['analysis_eval_n']:,} images a task) | "
+                     f"{b['analysis_s']:.2f} s |")
+    if "methods" in b:
+        graph = fast == "graph"
+        lines += ["", "| step | eager ms | eager operators | " + ("graph ms | graph operators | " if graph else "")
+                  + "operators outside the graph |", "|---|---:|---:|" + ("---:|---:|" if graph else "") + "---:|"]
+        for m, r in b["methods"].items():
+            if "eager_ops" not in r:
+                continue
+            cells = [f"{1e3 * r['eager_s']:.1f}", f"{r['eager_ops']:,.0f}"]
+            if graph:
+                cells += [f"{1e3 * r['graph_s']:.1f}" + ("" if r["graph_graphed"] else " (not captured)"),
+                          f"{r['graph_ops']:,.0f}"]
+            lines.append(f"| {m} | " + " | ".join(cells) + f" | {r['graph_host_ops_projected']:,.0f} |")
     return "\n".join(lines) + "\n"
 
 
