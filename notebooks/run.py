@@ -40,6 +40,13 @@ def minutes(seconds):
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
+def gpu_cost(costs, name):
+    """What ``make gpu-check`` measured of notebook ``name`` on a GPU (``costs["gpu_seconds"]``)."""
+    gpu = costs.get("gpu_seconds", {})
+    modes = [f"{mode} {minutes(gpu[mode][name])}" for mode in ("smoke", "full") if name in gpu.get(mode, {})]
+    return f"{', '.join(modes)} on {gpu['hardware']}" if modes else costs["gpu"]
+
+
 def cost_paragraph(costs, name):
     """The first cell's cost line for notebook ``name``, from the measured times in ``costs``."""
     def measured(entry):
@@ -50,7 +57,7 @@ def cost_paragraph(costs, name):
     train_text = (f"; training its runs here instead (`RESULTS = \"train\"`): {measured(train)} "
                   f"({train['source']})" if train else "")
     return (f"{COST_MARK} Smoke mode (`SMOKE = True`): {measured(smoke)}. Full mode (`SMOKE = False`, the default): "
-            f"{full_text}{train_text}; on a GPU: {costs['gpu']}. Switch in the parameters cell below, or run "
+            f"{full_text}{train_text}; on a GPU: {gpu_cost(costs, name)}. Switch in the parameters cell below, or run "
             f"`papermill -p SMOKE True`; `make run SMOKE=1` runs every notebook in smoke mode. "
             f"Times: `results/notebook_costs.json`.")
 

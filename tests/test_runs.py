@@ -119,6 +119,20 @@ def test_the_readmes_generated_results_are_what_their_json_gives():
         "README.md differs from results/: run `python -m declip_lite.experiments readme`"
 
 
+def test_the_readmes_h200_paragraph_quotes_its_jsons():
+    import json
+
+    text = " ".join((ROOT / "README.md").read_text().split())
+    check = json.loads((ROOT / "results" / "gpu_check_h200.json").read_text())
+    steps = json.loads((ROOT / "results" / "bench_gpu.json").read_text())["methods"]
+    r, ms = check["reproduce"], lambda m, p: f"{1e3 * steps[m][p + '_s']:.1f} ms"  # noqa: E731
+    assert f"{check['parity']['passed']} of the 10 objectives" in text
+    assert f"**{r['runs_finished']} of {r['planned']} runs in {r['seconds']} s**" in text
+    assert f"takes {ms('clip', 'graph')} as a graph, against {ms('clip', 'eager')} eager" in text
+    assert f"({steps['clip']['eager_ops']:,.0f} operators dispatched per eager step, {steps['clip']['graph_ops']:,.0f}" in text
+    assert f"DeCLIP takes {ms('declip', 'graph')} against {ms('declip', 'eager')}" in text
+
+
 @register("broken")
 class Broken(Objective):
     """An objective whose loss cannot be computed: a run that fails mid-grid."""
