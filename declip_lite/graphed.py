@@ -5,7 +5,7 @@ the framework on the host. A CUDA graph records the kernels of one step (forward
 backward, AdamW, clamp, logged values) and replays them with one launch. What it needs from the
 step, which :meth:`Trainer.update <declip_lite.train.Trainer.update>` keeps:
 
-- fixed shapes and no host sync (captions padded to the context length; no ``.item()``);
+- fixed shapes and no host sync (captions cut once to the training set's longest; no ``.item()``);
 - inputs at fixed addresses: each batch is copied into the captured one;
 - a learning rate that is a tensor (the schedule writes it) and a capturable AdamW.
 
@@ -39,21 +39,23 @@ class GraphedUpdate:
         self.batch = _tree_map(torch.clone, batch)
         before = [t.detach().clone() for t in state]
         self.graph, self.update = None, None
-        if capture:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):  # warm-up: cuBLAS handles, autotuning, autograd's buffers
+        try:
+            if capture:
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):  # warm-up: cuBLAS handles, autotuning, autograd's buffers
+                    update(self.batch)
+                torch.cuda.current_stream().wait_stream(side)
+                self.graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(self.graph):
+                    self.row = update(self.batch)
+            else:  # everything but the graph (CPU tests): the same warm-up, replays run ``update`` eagerly
                 update(self.batch)
-            torch.cuda.current_stream().wait_stream(side)
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self.row = update(self.batch)
-        else:  # everything but the graph (CPU tests): the same warm-up, replays run ``update`` eagerly
-            update(self.batch)
-            self.update = update
-        with torch.no_grad():
-            for t, old in zip(state, before):
-                t.copy_(old)
+                self.update = update
+        finally:  # a capture that fails leaves the run where it was, too
+            with torch.no_grad():
+                for t, old in zip(state, before):
+                    t.copy_(old)
 
     def __call__(self, batch):
         _tree_copy(self.batch, batch)

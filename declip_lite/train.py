@@ -119,7 +119,8 @@ class Trainer:
         self.evaluator = evaluator  # model -> dict of metrics, called every eval_every steps
         c = self.config
         if c.fast not in ("auto", "eager", "graph"):
-            raise ValueError(f"TrainConfig.fast={c.fast!r}: expected 'auto', 'eager' or 'graph'")
+            raise ValueError(f"TrainConfig.fast={c.fast!r} (default: $DECLIP_LITE_FAST): expected 'auto', 'eager' "
+                             f"or 'graph'")
         cuda = self.device.type == "cuda"
         # on CUDA the learning rate is a tensor the step reads, so a captured step follows the schedule
         self._lr = torch.tensor(c.lr, device=self.device) if cuda else None

@@ -4,6 +4,8 @@ On CPU: the graph's plumbing without the graph (static batch, warm-up undone, Ad
 up front, logged row) replays the eager steps, and every objective's forward traces as ONE graph
 (no host read, no shape that changes). On CUDA (``bench/gpu_check.sh`` runs these): the captured
 step against eager over 50 steps."""
+import contextlib
+
 import pytest
 import torch
 
@@ -43,6 +45,24 @@ def test_every_objectives_forward_is_one_graph_with_no_host_read(method):
     traced = torch.compile(trainer.step_module, backend="eager", fullgraph=True)
     terms = traced(batch)
     assert set(terms) == set(trainer.step_module(batch))
+
+
+def test_a_capture_that_fails_warns_once_and_trains_the_eager_steps(monkeypatch):
+    """Capture breaking after the warm-up step (as SLIP's did on the H200): the warm-up is undone."""
+    class Stream:
+        wait_stream = staticmethod(lambda other: None)
+
+    def broken_capture(graph):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    for name, fake in {"Stream": Stream, "current_stream": Stream, "stream": lambda s: contextlib.nullcontext(),
+                       "CUDAGraph": lambda: None, "graph": broken_capture}.items():
+        monkeypatch.setattr(torch.cuda, name, fake)
+    eager, fast = run_of("declip").trainer, run_of("declip").trainer
+    fast.graphed = True  # as on CUDA with fast="auto"
+    with pytest.warns(UserWarning, match="CUDA graph capture failed .*; training eagerly"):
+        got = losses(fast, 4)
+    assert not fast.graphed and got == losses(eager, 4)
 
 
 def test_fast_graph_needs_cuda():
