@@ -45,10 +45,11 @@ def test_make_reproduce_smoke_writes_every_record_and_resumes_without_training(t
     assert {p.stem for p in records} >= {c.name for c in configs} and len(records) == total
     assert all(len(json.loads(p.read_text())["history"]) <= reproduce.HISTORY_POINTS for p in records)
     summary = json.loads((out / "smoke" / "summary.json").read_text())
-    assert summary["runs"] == len(configs) and summary["commit"] and "1 threads" in summary["hardware"]
+    assert summary["runs"] == summary["planned"] == total and summary["commit"] and "1 threads" in summary["hardware"]
     assert summary["total_seconds"] > summary["train_seconds"] > 0  # the work around the runs is visible
     assert set(summary["headline"]) == {"declip", "clip+mvs"}
     assert all(h["verdict"] == "inconclusive" and h["low"] is None for h in summary["headline"].values())  # 1 seed
+    assert shipped._complete(str(out / "smoke")) == summary  # a finished reproduction is one the notebooks read
     monkeypatch.setattr(pool, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
     assert len(reproduce.reproduce("smoke", str(out), str(runs))) == len(configs)
     check_shipped_results_give_what_training_gave(out, runs)
@@ -113,3 +114,14 @@ def test_a_thinned_history_keeps_its_ends_and_at_most_the_points_asked():
     kept = reproduce.thinned(history, 200)
     assert len(kept) == 200 and kept[0]["step"] == 1 and kept[-1]["step"] == 1000
     assert reproduce.thinned(history[:50], 200) == history[:50]
+
+
+def test_the_shipped_gpu_headline_compares_the_ablation_grids_runs_alone():
+    """At the gpu scale notebook 01's CLIP run has the grid's pairs and steps but another
+    evaluation: it must not count as a fourth seed (it made ``headline`` raise)."""
+    from declip_lite.runs import readme
+
+    summary, records = readme.load(str(ROOT / "results" / "gpu"))
+    rows = reproduce.small_data_rows(records, "gpu")
+    assert {r.method: r.seeds for r in rows if r.method in grids.LADDER} == {m: (0, 1, 2) for m in grids.LADDER}
+    assert {m: vars(c) for m, c in reproduce.headline(records, "gpu").items()} == summary["headline"]

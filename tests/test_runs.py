@@ -127,10 +127,14 @@ def test_the_readmes_h200_paragraph_quotes_its_jsons():
     steps = json.loads((ROOT / "results" / "bench_gpu.json").read_text())["methods"]
     r, ms = check["reproduce"], lambda m, p: f"{1e3 * steps[m][p + '_s']:.1f} ms"  # noqa: E731
     assert f"{check['parity']['passed']} of the 10 objectives" in text
-    assert f"**{r['runs_finished']} of {r['planned']} runs in {r['seconds']} s**" in text
+    assert f"{r['runs_finished']} of {r['planned']} runs in {r['seconds']} s**" in text
     assert f"takes {ms('clip', 'graph')} as a graph, against {ms('clip', 'eager')} eager" in text
     assert f"({steps['clip']['eager_ops']:,.0f} operators dispatched per eager step, {steps['clip']['graph_ops']:,.0f}" in text
     assert f"DeCLIP takes {ms('declip', 'graph')} against {ms('declip', 'eager')}" in text
+    recheck = json.loads((ROOT / "results" / "bench_gpu_recheck.json").read_text())["methods"]["slip"]
+    assert f"{1e3 * recheck['graph_s']:.1f} ms as a graph against {1e3 * recheck['eager_s']:.1f} ms eager" in text
+    clip = [x["train_seconds"] for x in r["runs"] if x["method"] == "clip" and x["pairs"] == 2000]
+    assert f"CLIP's {len(clip)} runs on 2,000 pairs trained in {min(clip):.0f}–{max(clip):.0f} s" in text
 
 
 @register("broken")

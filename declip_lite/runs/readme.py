@@ -29,6 +29,12 @@ def load(folder):
     return summary, Records.load([json.load(open(p)) for p in paths])
 
 
+def finished(summary, records):
+    """The run count: "N runs", or "N of M planned runs" for a reproduction stopped by its budget."""
+    planned = summary.get("planned", len(records))
+    return f"{len(records)} runs" if len(records) >= planned else f"{len(records)} of {planned} planned runs"
+
+
 def results_block(folder):
     """Markdown: the small-data ladder (mean ± std over seeds) and each rung against CLIP."""
     summary, records = load(folder)
@@ -37,7 +43,7 @@ def results_block(folder):
     ladder = [rows.one(method=m) for m in grids.LADDER if rows.where(method=m)]
     clip = rows.one(method="clip")
     lines = [f"{summary['hardware']}, torch {summary['torch']}, commit `{summary['commit'][:10]}`: "
-             f"`{summary['command']}`; {len(records)} runs, {summary['jobs']} at a time. {scale.small:,} pairs × "
+             f"`{summary['command']}`; {finished(summary, records)}, {summary['jobs']} at a time. {scale.small:,} pairs × "
              f"{scale.overrides['steps']:,} steps of {scale.overrides['batch_size']}.", "",
              "| method | seeds | mean zero-shot | " + " | ".join(TASK_COLUMNS) + " | minus CLIP, 95 % interval | verdict |",
              "|---|---:|---:|" + "---:|" * len(TASK_COLUMNS) + "---|---|"]

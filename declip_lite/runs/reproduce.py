@@ -46,10 +46,11 @@ def export_weights(checkpoint, path):
 
 
 def small_data_rows(records, scale):
-    """The summaries of the plain runs (default options) at the grids' small-data setting of ``scale``."""
-    s = grids.SCALES[scale]
-    return records.summarise().where(pairs=s.small, steps=s.overrides["steps"], encoder="rn-tiny", noise=(0.0, 0.0),
-                                     model=None, filtered=False, augmentation="clip", objective=None, train=None)
+    """The summaries of the plain runs (default options) at the grids' small-data setting of ``scale``:
+    its whole preset, so a notebook's run at the same size but another evaluation is not among them."""
+    preset = grids.spec("clip", grids.SCALES[scale], 0).preset
+    return records.summarise().where(preset=preset, noise=(0.0, 0.0), model=None, filtered=False,
+                                     augmentation="clip", objective=None, train=None)
 
 
 def headline(records, scale):
@@ -97,7 +98,7 @@ def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device
     save_json({"scale": scale, "hardware": records[0].hardware, "commit": commit(), "torch": torch.__version__,
                "python": platform.python_version(), "threads": torch.get_num_threads(), "jobs": jobs,
                "command": command,
-               "seconds": time.perf_counter() - start, "runs": len(records), "planned": total, "budget": budget,
+               "seconds": time.perf_counter() - start, "runs": len(done), "planned": total, "budget": budget,
                # summed over the runs trained (not loaded) by whatever machine made each record
                "train_seconds": sum(r.train_seconds or 0 for r in records),
                "total_seconds": sum(r.total_seconds or 0 for r in records),
