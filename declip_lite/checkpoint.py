@@ -1,8 +1,16 @@
-"""Checkpoint plumbing: RNG states as plain data (so ``torch.load(weights_only=True)`` reads every
-checkpoint), a durable atomic write, and a lock that keeps a second process off a run."""
+"""Files that must survive faults. Checkpoints and JSON are written durably (a crash, a power loss
+or a full disk leaves the old file or the new one, never half of one) and read safely: RNG states
+are plain data, so ``torch.load(weights_only=True)`` reads every checkpoint, and a damaged file, or
+one from another version, stops with an error that names it, says what is wrong and how to fix it.
+And a lock that keeps a second process off a run.
+"""
+import errno
 import fcntl
+import json
 import os
+import pickle
 import random
+import zipfile
 
 import numpy as np
 import torch
@@ -24,16 +32,31 @@ def set_rng_state(state):
     random.setstate((version, tuple(internal), gauss_next))
 
 
-def write_durably(state, path):
-    """``torch.save`` to ``path.tmp``, fsync, rename, fsync the folder: a crash or power loss
-    leaves the old file or the new one, never a half or empty one."""
+class DamagedFile(RuntimeError):
+    """A file the package reads is truncated, corrupt or from another version; the message names
+    the file, what is wrong and the fix."""
+
+
+def write_durably(path, write, mode="wb"):
+    """``write(f)`` into ``path.tmp``, fsync, rename, fsync the folder: a crash or power loss leaves
+    the old file or the new one. A failed write (a full disk) removes the tmp file and names ``path``."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+    except (OSError, RuntimeError) as e:  # torch.save reports a failed write as a RuntimeError
+        stat = os.statvfs(folder)
+        full = getattr(e, "errno", None) == errno.ENOSPC or stat.f_bavail * stat.f_frsize < 2**20
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        error = OSError(f"{'no space left writing' if full else 'cannot write'} {path}{'' if full else f': {e}'} "
+                        f"(the previous file, if any, is intact)")
+        error.errno = errno.ENOSPC if full else getattr(e, "errno", None) or errno.EIO
+        raise error from None
     os.replace(tmp, path)
     directory = os.open(folder, os.O_RDONLY)
     try:
@@ -42,10 +65,79 @@ def write_durably(state, path):
         os.close(directory)
 
 
+def save_json(data, path):
+    """``data`` as indented JSON at ``path``, written durably (``write_durably``)."""
+    write_durably(path, lambda f: json.dump(data, f, indent=1), mode="w")
+
+
+def read_json(path, fix):
+    """The JSON at ``path``; a :class:`DamagedFile` naming it, the fault and ``fix`` when it cannot be parsed."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DamagedFile(f"{path}: damaged JSON ({e}); {fix}") from None
+
+
+class _Stub(dict):
+    """Whatever a pickle names becomes this harmless object, which takes any items it is given:
+    reading a version runs no code from the file."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def __setstate__(self, state):
+        pass
+
+    def append(self, item):
+        pass
+
+    def extend(self, items):
+        pass
+
+
+class _PeekUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        return _Stub
+
+    def persistent_load(self, pid):  # tensor storages: not needed to read plain fields
+        return None
+
+
+def _peek(path):
+    """The top-level plain fields of a ``torch.save`` file, read without running its pickle's code."""
+    with zipfile.ZipFile(path) as archive:
+        bad = archive.testzip()  # every entry's CRC: a truncated or flipped file fails here
+        if bad is not None:
+            raise zipfile.BadZipFile(f"entry {bad} is corrupt")
+        (data,) = [n for n in archive.namelist() if n.endswith("/data.pkl")]
+        with archive.open(data) as f:
+            state = _PeekUnpickler(f).load()
+    return state if isinstance(state, dict) else {}
+
+
+def load_torch(path, fix, version=None, map_location="cpu"):
+    """``torch.load(path, weights_only=True)`` after checking the file's integrity and, when
+    ``version`` is given, its ``"version"`` field: a damaged or foreign file is a
+    :class:`DamagedFile` naming it and ``fix``, never torch's advice to load it unsafely."""
+    try:
+        found = _peek(path).get("version")
+    except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, ValueError, KeyError, OSError) as e:
+        raise DamagedFile(f"{path}: damaged file, truncated or corrupt ({type(e).__name__}: {e}); {fix}") from None
+    if version is not None and found != version:
+        raise DamagedFile(f"{path}: checkpoint version {found}, expected {version} (another declip-lite wrote it); "
+                          f"{fix}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # objects a weights-only load refuses: a file this package did not write
+        raise DamagedFile(f"{path}: not a file declip-lite wrote (torch.load: {type(e).__name__}); {fix}") from None
+
+
 class RunLock:
-    """An exclusive lock on ``path + ".lock"`` while a run trains: a second process on the same run
-    is refused with the holder's pid instead of racing on the checkpoint. The OS drops the lock
-    when its process dies, so a killed run never leaves a stale one."""
+    """An exclusive lock on ``path + ".lock"`` while a run trains. A second process on the same run
+    says who holds it and waits, then finds the run finished and reads its record: two
+    reproductions at once both finish, and each run trains once. The OS drops the lock when its
+    process dies, so a killed run never leaves a stale one."""
 
     def __init__(self, path):
         self.path = f"{path}.lock"
@@ -58,9 +150,8 @@ class RunLock:
         except BlockingIOError:
             self.file.seek(0)
             holder = self.file.read().strip() or "another process"
-            self.file.close()
-            raise RuntimeError(f"{self.path}: this run is being trained by {holder}; wait for it to finish, "
-                               f"or stop it and start again (it resumes from its checkpoint)") from None
+            print(f"{self.path}: this run is being trained by {holder}; waiting for it", flush=True)
+            fcntl.flock(self.file, fcntl.LOCK_EX)
         self.file.truncate(0)
         self.file.write(f"pid {os.getpid()} on {os.uname().nodename}")
         self.file.flush()

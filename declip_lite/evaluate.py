@@ -1,7 +1,5 @@
 """Zero-shot classification (prompt ensembles, as open_clip; or FILIP's token-wise scores),
 linear probes, retrieval and metrics as plain dicts."""
-import json
-import os
 
 import torch
 import torch.nn.functional as F
@@ -166,14 +164,6 @@ def retrieval(image_emb, text_emb, ks=(1, 5, 10)):
         rank = (s > s[own, own][:, None]).sum(1)  # how many candidates beat the true pair
         out.update({f"{name}_R@{k}": (rank < k).float().mean().item() for k in ks})
     return out
-
-
-def save_json(result, path):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(tmp, path)
 
 
 @torch.no_grad()

@@ -4,6 +4,7 @@ Papermill hands parameters over as typed by whoever ran it (``-p SMOKE false`` i
 "false", which Python reads as true), so each one is checked here and a wrong one stops the
 notebook with a message that names it, before any training starts.
 """
+import ast
 import inspect
 import os
 
@@ -45,14 +46,59 @@ def _device(name, value):
     return device
 
 
-CHECKS = {"SMOKE": _flag, "SEED": _count, "DEVICE": _device, "JOBS": lambda n, v: _count(n, v, 1)}
+CHECKS = {"SMOKE": _flag, "SEED": _count, "DEVICE": _device, "JOBS": lambda n, v: _count(n, v, 1),
+          "LIVE_STEPS": _count}
+
+
+def _shipped(parameters):
+    """With ``RESULTS="auto"`` a full-mode notebook reads ``SHIPPED``: a missing folder would silently
+    train instead (hours at the cpu scale)."""
+    folder = parameters.get("SHIPPED")
+    if folder is None or parameters.get("RESULTS") != "auto" or parameters.get("SMOKE"):
+        return
+    if not os.path.isdir(folder):
+        raise ParameterError(f"parameter SHIPPED={folder!r} is not a folder (seen from {os.getcwd()}): with "
+                             f"RESULTS='auto' the notebook reads the runs `make reproduce` shipped there; point it "
+                             f"at the repository's results/ folder, or set RESULTS='train' to train them here")
+
+
+def _assigned(source):
+    """The upper-case names a cell assigns at its top level (a notebook's parameters)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+            if isinstance(t, ast.Name) and t.id.isupper()}
+
+
+def _unknown_parameters():
+    """(unknown, declared): the names papermill injected (its "# Parameters" cell) that no earlier
+    cell assigns, which papermill only warns about, and the ones the notebook declares."""
+    try:
+        from IPython import get_ipython
+
+        cells = list(get_ipython().user_ns.get("In", []))
+    except (ImportError, AttributeError):  # not in IPython
+        return [], []
+    injected = [i for i, cell in enumerate(cells) if cell.lstrip().startswith("# Parameters")]
+    if not injected:
+        return [], []
+    declared = set().union(*(_assigned(cell) for cell in cells[:injected[-1]]))
+    return sorted(_assigned(cells[injected[-1]]) - declared), sorted(declared)
 
 
 def setup(fig_dir=None, **parameters):
-    """Check the notebook's parameters (``SMOKE``, ``SEED``, ``DEVICE``, ``JOBS``) and return the device.
-
-    Creates ``fig_dir`` when given. Raises :class:`ParameterError` naming the first bad parameter."""
+    """Check the notebook's parameters (``SMOKE``, ``SEED``, ``DEVICE``, ``JOBS``, ``LIVE_STEPS``,
+    ``SHIPPED`` with ``RESULTS``) and return the device; refuse a parameter papermill was given
+    that the notebook does not declare. Creates ``fig_dir`` when given. Raises
+    :class:`ParameterError` naming the first bad parameter."""
+    unknown, declared = _unknown_parameters()
+    if unknown:
+        raise ParameterError(f"unknown parameter{'s' * (len(unknown) > 1)} {', '.join(unknown)}: this notebook "
+                             f"takes {', '.join(declared)}")
     checked = {name: CHECKS[name](name, value) for name, value in parameters.items() if name in CHECKS}
+    _shipped(parameters)
     if fig_dir is not None:
         os.makedirs(fig_dir, exist_ok=True)
     return checked.get("DEVICE", pick_device(None))

@@ -9,11 +9,27 @@ from scipy import stats
 
 
 def format_table(rows, columns, label=lambda r: r.method, width=14):
-    """A plain-text table: one line per row, ``mean±std`` per column."""
+    """A plain-text table: one line per row, ``mean±std`` per column (one seed: its value and "1 seed",
+    never a std of 0), and a flag on seeds whose run needed more than one loss-crash recovery."""
+    def cell(r, c):
+        if c not in r:
+            return f"{'-':>13s}"
+        mean, std = r[c]
+        return f"{mean:8.3f}±{std:.2f}" if len(r.seeds) > 1 else f"{mean:8.3f}     "
+
     head = f"{'':{width}s}" + "".join(f"{c[:11]:>13s}" for c in columns)
-    lines = [f"{label(r)[:width]:{width}s}" + "".join(f"{r[c][0]:8.3f}±{r[c][1]:.2f}" if c in r else f"{'-':>13s}"
-                                                    for c in columns) for r in rows]
+    lines = [f"{label(r)[:width]:{width}s}" + "".join(cell(r, c) for c in columns)
+             + ("  (1 seed)" if len(r.seeds) == 1 else "")
+             + (f"  ! seed {', '.join(map(str, r.flagged))}: more than one recovery" if r.flagged else "")
+             for r in rows]
     return "\n".join([head, *lines])
+
+
+def mean_std(row, task="mean"):
+    """A summary's score over its seeds as text: "0.612 ± 0.021 (3 seeds)", or "0.612 (1 seed)":
+    one seed has no spread to show."""
+    mean, std = row[task]
+    return f"{mean:.3f} ± {std:.3f} ({len(row.seeds)} seeds)" if len(row.seeds) > 1 else f"{mean:.3f} (1 seed)"
 
 
 def pairs_to_reach(pairs, accuracy, target):

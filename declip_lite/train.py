@@ -8,7 +8,6 @@ values as one tensor, with no host sync. Eager, it is the readable reference; on
 Trainer captures it once as a CUDA graph and replays it (``TrainConfig.fast``, see ``graphed.py``).
 """
 import copy
-import json
 import math
 import os
 import random
@@ -22,7 +21,7 @@ import torch
 from tqdm import tqdm as text_bar
 from tqdm.auto import tqdm as auto_bar
 
-from .checkpoint import rng_state, set_rng_state, write_durably
+from .checkpoint import load_torch, rng_state, save_json, set_rng_state, write_durably
 from .distributed import is_main, world
 from .graphed import GraphedUpdate
 from .live import LiveCurves, enabled as live_enabled
@@ -133,6 +132,7 @@ class Trainer:
             raise ValueError(f"TrainConfig.fast='graph' needs a CUDA device, not {self.device}")
         self.step, self.history, self.evals, self._pending, self._live = 0, [], [], [], None
         self.recoveries, self.lr_scale, self.final_step, self.train_seconds = [], 1.0, None, 0.0
+        self._fit_started = None  # perf_counter() while fit() runs: its seconds so far count in checkpoints
         self._tick, self._good, self._graph, self._keys, self._lrs = time.perf_counter(), None, None, None, []
 
     def _autocast(self):  # no weight-cast cache: a captured step must cast inside the graph
@@ -246,7 +246,7 @@ class Trainer:
                                                   desc=label or type(self.objective).__name__, dynamic_ncols=True,
                                                   mininterval=0.1 if watched or sys.stderr.isatty() else 10)  # a log: few lines
         self._live = LiveCurves(bar.desc) if watched else None
-        self._tick, self._good, start = time.perf_counter(), self._snapshot(), time.perf_counter()
+        self._tick, self._good, self._fit_started = time.perf_counter(), self._snapshot(), time.perf_counter()
         with StepBoundaryInterrupt() as interrupt:
             while self.step < total and not interrupt.requested:
                 try:
@@ -260,7 +260,7 @@ class Trainer:
         bar.close()
         if self._live:
             self._live.update(self.history, final=True)
-        self.train_seconds += time.perf_counter() - start
+        self.train_seconds, self._fit_started = self.seconds_trained(), None
         if interrupt.requested:
             self._stop_interrupted(checkpoint, total)
         if self.final_step != total:  # a resumed run that died during its final evaluation redoes it
@@ -300,14 +300,18 @@ class Trainer:
         c = self.config
         if len(self.recoveries) >= c.max_recoveries:
             raise FloatingPointError(give_up_message(crash, self.recoveries, c.recovery_lr_factor)) from None
-        lr_scale = self.lr_scale * c.recovery_lr_factor  # the good state's counters are older: keep ours
+        lr_scale, seconds = self.lr_scale * c.recovery_lr_factor, self.seconds_trained()  # older in the good state
         recoveries = self.recoveries + [{"step": crash.step, "loss": crash.loss, "kind": crash.kind,
                                          "resumed_from": self._good["step"], "lr_scale": lr_scale}]
         self._pending, self._lrs = [], []
         good = copy.deepcopy({k: v for k, v in self._good.items() if k not in ("history", "evals")})
         self._restore({**good, "history": self.history[:self._good["history"]], "evals": self.evals[:self._good["evals"]]})
         self.recoveries, self.lr_scale = recoveries, lr_scale
+        self.train_seconds, self._fit_started = seconds, time.perf_counter()
         self._tick = time.perf_counter()
+        print(f"recovery {len(recoveries)} of at most {c.max_recoveries}: the loss was {crash.loss:.4g} at step "
+              f"{crash.step} ({crash.kind}); back to step {self.step}, learning rate x{c.recovery_lr_factor} "
+              f"(now {self.lr():.3g})", flush=True)
 
     def _stop_interrupted(self, checkpoint, total):
         if checkpoint:
@@ -327,7 +331,11 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "train_config": asdict(self.config), "history": self.history, "evals": self.evals,
                 "tokenizer": self._tokenizer_state(), "recoveries": self.recoveries, "lr_scale": self.lr_scale,
-                "final_step": self.final_step, "train_seconds": self.train_seconds, "rng": rng_state()}
+                "final_step": self.final_step, "train_seconds": self.seconds_trained(), "rng": rng_state()}
+
+    def seconds_trained(self):
+        """Seconds in fit() over every call and resume, the one running now included."""
+        return self.train_seconds + (time.perf_counter() - self._fit_started if self._fit_started else 0.0)
 
     def _tokenizer_state(self):
         tokenizer = getattr(self.batches, "tokenizer", None)
@@ -339,17 +347,13 @@ class Trainer:
         self._flush()
         if not is_main():
             return
-        write_durably(self.state_dict(), path)
+        state = self.state_dict()
+        write_durably(path, lambda f: torch.save(state, f))
 
     def load(self, path):
         """Resume from ``path``: model, objective (heads, queue), optimiser, schedule, RNGs, step."""
-        try:  # weights_only: a checkpoint is tensors and plain data, never code to run
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as e:  # any unreadable file: say which one
-            raise RuntimeError(f"Trainer.load: cannot read checkpoint {path!r}: {e}") from e
-        if state.get("version") != CHECKPOINT_VERSION:
-            raise RuntimeError(f"Trainer.load: {path!r} has checkpoint version {state.get('version')}, "
-                               f"expected {CHECKPOINT_VERSION} (an older declip-lite wrote it: delete it to retrain)")
+        # weights_only: a checkpoint is tensors and plain data, never code to run
+        state = load_torch(path, "delete it to retrain the run from the start", CHECKPOINT_VERSION, self.device)
         if state["model_config"] != asdict(self.model.config):
             raise ValueError(f"Trainer.load: {path!r} was saved from a different model config")
         if state["tokenizer"] != self._tokenizer_state():  # same size, other word ids: silently wrong text
@@ -376,7 +380,4 @@ class Trainer:
     def save_history(self, path):
         """Per-step records (every named term, logit scale, lr, pairs/s) and evaluations, as JSON."""
         self._flush()
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as f:
-            json.dump({"history": self.history, "evals": self.evals, "recoveries": self.recoveries}, f)
-        os.replace(tmp, path)
+        save_json({"history": self.history, "evals": self.evals, "recoveries": self.recoveries}, path)

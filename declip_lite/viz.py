@@ -204,6 +204,28 @@ def mean_std_curves(curves, xlabel, ylabel="mean zero-shot top-1", logx=False, a
     return fig
 
 
+VERDICT_COLOURS = {"reproduced": "tab:green", "opposite": "tab:red", "inconclusive": "tab:gray"}
+
+
+def forest_plot(comparisons, title="minus CLIP: mean difference and its 95 % interval", ax=None):
+    """{label: report.Comparison}: each difference as a point with its confidence interval, coloured
+    by its verdict; an interval that cannot be computed (one seed) draws no bar and says so."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.5, 0.5 + 0.45 * len(comparisons)))
+    for y, (label, c) in enumerate(reversed(list(comparisons.items()))):
+        colour = VERDICT_COLOURS[c.verdict]
+        bounded = np.isfinite(c.low) and np.isfinite(c.high)
+        if bounded:
+            ax.plot([c.low, c.high], [y, y], color=colour, lw=2)
+        ax.plot(c.difference, y, "o", color=colour)
+        note = f"{c.verdict} ({c.seeds} seeds)" if bounded else "1 seed: no interval"
+        ax.annotate(note, (1.01, y), xycoords=("axes fraction", "data"), va="center", fontsize=8, color=colour)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(range(len(comparisons)), list(reversed(list(comparisons))))
+    ax.set(xlabel="difference in mean zero-shot top-1", title=title, ylim=(-0.6, len(comparisons) - 0.4))
+    fig.tight_layout()
+    return fig
+
+
 def project_2d(features, method="pca", seed=0):
     """(N, 2) coordinates of (N, d) features: PCA (instant) or UMAP (umap-learn, cosine metric)."""
     x = _np(features)

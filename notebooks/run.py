@@ -32,7 +32,8 @@ def execute(path, out_dir, parameters, timeout=None):
     out.parent.mkdir(parents=True, exist_ok=True)
     os.environ["DECLIP_LIVE"] = "0"  # headless: no live training curves (the kernel inherits it)
     pm.execute_notebook(str(path), str(out), parameters=parameters, cwd=str(NOTEBOOKS), kernel_name="python3",
-                        progress_bar=False, execution_timeout=timeout)
+                        progress_bar=False, execution_timeout=timeout,
+                        extra_arguments=["--IPKernelApp.log_level=ERROR"])  # not the kernel's TCP warning each time
     return out
 
 

@@ -208,3 +208,25 @@ def test_a_student_sees_every_figure_and_live_widgets_in_jupyterlab(name, lab, b
         assert cells.nth(i).locator(".jp-RenderedImage img").count() >= 1, f"{name}: widget cell {i} lost its picture"
     menu(page, "File", "Close All Tabs")
     page.close()
+
+
+@pytest.mark.timeout(600)
+def test_notebook_07s_forest_plot_renders_in_jupyterlab(lab, browser):
+    """07's key result is a picture: every rung minus CLIP, with its interval and verdict."""
+    path, n_code = smoke_copy("07_declip_findings")
+    page = browser.new_page()
+    open_notebook(page, lab, path)
+    run_all(page, n_code, SHOTS / "07_declip_findings-stuck.png", timeout=400)
+    assert "Traceback" not in page.inner_text(PANEL)
+    cell = page.locator(f"{PANEL} .jp-CodeCell").filter(has_text="forest_plot(")
+    cell.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    images = cell.locator(".jp-RenderedImage img")
+    assert images.count() == 2, "the ladder's bars and the forest plot"
+    forest = images.nth(1)
+    forest.screenshot(path=SHOTS / "07_declip_findings-forest.png")
+    shown, drawn = forest.evaluate("img => [img.clientWidth, img.naturalWidth]")
+    assert drawn > 300 and shown >= 0.95 * drawn, f"the forest plot is squeezed: {shown} of {drawn} px"
+    menu(page, "Kernel", "Shut Down Kernel")
+    menu(page, "File", "Close All Tabs")
+    page.close()

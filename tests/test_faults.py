@@ -2,13 +2,18 @@
 final-evaluation and JSON windows; NaN and a loss spike; checkpoints loaded with
 ``weights_only=True``; a second process on one run; and every bad input the reader must name or
 count. Each case asserts the exact outcome. Longer soaks belong in bench/."""
+import dataclasses
 import io
 import json
 import os
+import pathlib
 import random
+import shutil
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 
 import numpy as np
 import pytest
@@ -22,6 +27,8 @@ from declip_lite.checkpoint import RunLock
 from declip_lite.train import CHECKPOINT_VERSION
 from test_real_data import CAPTIONS, _csv, _png
 from test_train import tiny_run
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 RUN = """
 import os, signal, sys
@@ -133,18 +140,17 @@ def test_a_nan_that_recovery_cannot_fix_stops_naming_the_first_bad_step():
         run.trainer.fit(progress=False)
 
 
-def test_a_second_process_on_the_same_run_is_refused_naming_the_holder(tmp_path):
-    with RunLock(str(tmp_path / "run")):
-        with pytest.raises(RuntimeError, match=rf"run\.lock: this run is being trained by pid {os.getpid()}"):
-            with RunLock(str(tmp_path / "run")):
-                pass
-    with RunLock(str(tmp_path / "run")):  # released with its holder
-        pass
+def test_a_second_process_on_a_run_waits_for_the_holder_then_reads_its_record(tmp_path, capsys):
+    import threading
+
+    finished = experiments.fit(tiny_run(steps=2), str(tmp_path), progress=False)
     run = tiny_run(steps=2)
-    with RunLock(str(tmp_path / run.name)):  # what a second `make run` meets while the first trains
-        with pytest.raises(RuntimeError, match="this run is being trained by pid"):
-            experiments.fit(run, str(tmp_path), progress=False)
-    assert not (tmp_path / f"{run.name}.pt").exists()
+    record = json.loads((tmp_path / f"{run.name}.json").read_text())
+    lock = RunLock(str(tmp_path / run.name)).__enter__()  # what a second `reproduce` meets while the first trains
+    threading.Timer(1.0, lock.__exit__).start()
+    waited = experiments.fit(run, str(tmp_path), progress=False)  # blocks until the holder lets go
+    assert f"this run is being trained by pid {os.getpid()}" in capsys.readouterr().out
+    assert waited.record.to_json() == record == finished.record.to_json() and waited.trainer.step == 2
 
 
 def test_special_token_text_in_a_caption_never_becomes_a_special_id():
@@ -273,3 +279,277 @@ def test_a_spike_is_ten_times_the_median_and_a_nat_above_it():
     assert first_crash(rows([2.9, 19.0], 50), learning, 10.0) is None  # 9.5x: not yet
     assert first_crash(rows([21.0], 50), learning, 10.0).kind == "spike"
     assert first_crash(rows([float("nan")], 50), memorising, 0).kind == "nan"  # spike_factor 0: NaN only
+
+
+# ----- what a fault leaves behind: damaged files, orphans, neighbours, recoveries, parameters -----
+
+def _truncate(path, keep=0.5):
+    data = pathlib.Path(path).read_bytes()
+    pathlib.Path(path).write_bytes(data[:int(keep * len(data))])
+
+
+def test_damaged_shipped_results_name_the_file_and_the_fix(tmp_path):
+    from declip_lite import grids
+    from declip_lite.checkpoint import DamagedFile
+    from declip_lite.runs import readme, shipped
+
+    shipped_dir, config = tmp_path / "results", grids.model_runs("cpu")[0]
+    shutil.copytree(ROOT / "results" / "cpu", shipped_dir / "cpu", ignore=shutil.ignore_patterns("figures", "notebooks"))
+    record, weights = (shipped_dir / "cpu" / "records" / f"{config.name}.json", shipped_dir / "cpu" / "weights" / f"{config.name}.pt")
+    for damaged in (record, weights, shipped_dir / "cpu" / "summary.json"):
+        _truncate(damaged)
+    fix = r"`git checkout results/` restores.*`make reproduce SCALE=cpu`"
+    with pytest.raises(DamagedFile, match=rf"summary\.json: damaged JSON \(.*\); {fix}"):
+        shipped.source("auto", False, "cpu", str(shipped_dir))
+    with pytest.raises(DamagedFile, match=r"summary\.json: damaged JSON"):
+        readme.results_block(str(shipped_dir / "cpu"))
+    with pytest.raises(DamagedFile, match=rf"{config.name}\.json: damaged JSON \(.*\); {fix}"):
+        shipped.records([config], str(shipped_dir / "cpu"), None)
+    (record.parent / "ok.json").write_bytes((ROOT / "results" / "cpu" / "records" / f"{config.name}.json").read_bytes())
+    record.unlink()
+    (record.parent / "ok.json").rename(record)
+    with pytest.raises(DamagedFile, match=rf"{config.name}\.pt: damaged file, truncated or corrupt .*; {fix}") as e:
+        shipped.fit(experiments.build(config, device="cpu"), None, str(shipped_dir / "cpu"))
+    assert "weights_only" not in str(e.value)
+
+
+def test_a_damaged_local_record_is_rebuilt_from_the_checkpoint(tmp_path, capsys):
+    from declip_lite.runs.pool import run_grid
+
+    config = tiny_run(steps=3).config
+    (first,) = run_grid([config], str(tmp_path), "cpu")
+    path = tmp_path / f"{config.name}.json"
+    for damage in (lambda: _truncate(path), lambda: path.write_text("")):
+        damage()
+        (rebuilt,) = run_grid([config], str(tmp_path), "cpu")
+        out = capsys.readouterr().out
+        assert f"{config.name}.json: damaged JSON" in out and "rebuilding it from the run's checkpoint" in out
+        same = lambda r: {k: v for k, v in r.to_json().items() if not k.endswith("_seconds")}  # noqa: E731
+        assert same(rebuilt) == same(first) and json.loads(path.read_text())["name"] == config.name
+        assert rebuilt.train_seconds == pytest.approx(first.train_seconds, abs=0.05)  # the checkpoint's, not retrained
+
+
+def test_every_json_the_package_writes_is_fsynced_with_its_folder(tmp_path, monkeypatch):
+    from declip_lite.checkpoint import save_json
+
+    synced, real = [], os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.path.realpath(f"/proc/self/fd/{fd}")) or real(fd))
+    save_json({"a": 1}, str(tmp_path / "r.json"))
+    assert synced == [str(tmp_path / "r.json.tmp"), str(tmp_path)] and json.loads((tmp_path / "r.json").read_text())
+
+
+ORPHANS = """
+import sys, time
+from declip_lite import experiments
+from declip_lite.runs.pool import run_grid
+configs = [experiments.RunConfig.of("clip", "smoke", s, pairs=64, batch_size=16, steps=100000, eval_n=16) for s in (0, 1)]
+run_grid(configs, sys.argv[1], "cpu", jobs=2)
+"""
+
+
+def _children(pid):
+    kids = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid):
+    try:
+        return pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.timeout(120)
+def test_workers_die_with_their_killed_parent(tmp_path):
+    parent = subprocess.Popen([sys.executable, "-c", ORPHANS, str(tmp_path)], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 60
+    while len(list(tmp_path.glob("*.lock"))) < 2 and time.time() < deadline:  # both workers training
+        time.sleep(0.2)
+    workers = _children(parent.pid)
+    assert len(workers) >= 2, "the workers never started"
+    parent.kill()
+    parent.wait()
+    deadline = time.time() + 10
+    while any(_alive(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers), "a worker outlived its parent"
+
+
+NEIGHBOUR = """
+import sys
+from declip_lite import experiments
+from declip_lite.runs.pool import run_grid
+configs = [experiments.RunConfig.of("clip", "smoke", s, pairs=64, batch_size=16, steps=40, eval_n=16) for s in (0, 1)]
+for r in run_grid(configs, sys.argv[1], "cpu"):
+    print("RESULT", r.name, r.zero_shot["mean"])
+"""
+
+
+@pytest.mark.timeout(300)
+def test_two_grids_at_once_on_one_folder_both_finish_and_train_each_run_once(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen([sys.executable, "-c", NEIGHBOUR, str(tmp_path)], env=env, stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not list(tmp_path.glob("*.lock")) and time.time() < deadline:  # the first holds its first run
+        time.sleep(0.1)
+    second = subprocess.run([sys.executable, "-c", NEIGHBOUR, str(tmp_path)], env=env, capture_output=True, text=True)
+    out = first.communicate()[0]
+    assert first.returncode == 0 and second.returncode == 0, second.stderr[-2000:]
+    assert "this run is being trained by pid" in second.stdout  # it waited instead of failing
+    results = lambda text: sorted(line for line in text.splitlines() if line.startswith("RESULT"))  # noqa: E731
+    assert results(out) == results(second.stdout) and len(results(out)) == 2
+
+
+def test_a_recovery_prints_one_line_and_is_counted_in_records_and_tables(capsys):
+    from declip_lite import report
+    from declip_lite.runs.records import Records
+    from declip_lite.runs.reproduce import recovered
+
+    run = tiny_run(steps=40)
+    run.trainer.config.flush_every = 5
+    forward, armed = run.objective.forward, [True]
+
+    def spike_once_at_step_30(enc):
+        out = forward(enc)
+        if armed[0] and run.trainer.step == 29:
+            armed[0] = False
+            out = {**out, "loss": out["loss"] * 1e4}
+        return out
+
+    run.objective.forward = spike_once_at_step_30
+    experiments.fit(run, None, progress=False)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("recovery")]
+    lr = run.trainer.config.lr * 0.5 * run.trainer.schedule(25)
+    assert lines == [f"recovery 1 of at most 3: the loss was {run.trainer.recoveries[0]['loss']:.4g} at step 30 "
+                     f"(spike); back to step 25, learning rate x0.5 (now {lr:.3g})"]
+    assert recovered(run.record) == "  1 recovery"
+    twice = dataclasses.replace(run.record, name="twice", seed=1, recoveries=run.record.recoveries * 2)
+    assert recovered(twice) == "  ! 2 recoveries"
+    (row,) = Records([run.record, twice]).summarise()
+    assert row.recoveries == (1, 2) and row.flagged == (1,)
+    assert report.format_table([row], ["mean"]).endswith("! seed 1: more than one recovery")
+
+
+@pytest.mark.parametrize("parameters, named", [
+    ({"LIVE_STEPS": -5}, "LIVE_STEPS"),
+    ({"RESULTS": "auto", "SHIPPED": "/nonexistent/results"}, r"SHIPPED='/nonexistent/results' is not a folder"),
+])
+def test_notebook_parameters_are_checked_where_they_are_declared(parameters, named):
+    from declip_lite import notebook
+
+    with pytest.raises(notebook.ParameterError, match=f"parameter {named}"):
+        notebook.setup(SMOKE=False, SEED=0, DEVICE="cpu", **parameters)
+    notebook.setup(SMOKE=True, SEED=0, DEVICE="cpu", RESULTS="auto", SHIPPED="/nonexistent")  # smoke never reads it
+
+
+@pytest.mark.timeout(300)
+def test_an_unknown_notebook_parameter_is_refused_by_setup(tmp_path):
+    import papermill
+
+    with pytest.raises(papermill.PapermillExecutionError, match="unknown parameter LIVE_STEP: this notebook takes"):
+        papermill.execute_notebook(str(ROOT / "notebooks" / "00_the_data.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters={"SMOKE": True, "LIVE_STEP": 3, "FIG_DIR": str(tmp_path)},
+                                   cwd=str(ROOT / "notebooks"), progress_bar=False, kernel_name="python3")
+
+
+def test_a_full_disk_names_the_file_and_leaves_no_tmp_behind(tmp_path):
+    import errno
+
+    from declip_lite.checkpoint import write_durably
+
+    path = tmp_path / "run.pt"
+    path.write_bytes(b"the previous checkpoint")
+
+    def fill_the_disk(f):
+        f.write(b"x" * 1000)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match=rf"no space left writing {path} \(the previous file, if any, is intact\)"):
+        write_durably(str(path), fill_the_disk)
+    assert path.read_bytes() == b"the previous checkpoint" and not (tmp_path / "run.pt.tmp").exists()
+
+
+FILE_TOO_LARGE = """
+import resource, signal, sys
+from test_train import tiny_run
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a real failed write (EFBIG), as a full disk fails it
+trainer = tiny_run(steps=1).trainer
+resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
+try:
+    trainer.save(sys.argv[1])
+except OSError as e:
+    print("ERROR", e)
+"""
+
+
+def test_a_checkpoint_write_the_os_refuses_names_the_file(tmp_path):
+    path = tmp_path / "run.pt"
+    done = subprocess.run([sys.executable, "-c", FILE_TOO_LARGE, str(path)], capture_output=True, text=True,
+                          cwd=ROOT / "tests", env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert f"ERROR cannot write {path}:" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert not path.exists() and not (tmp_path / "run.pt.tmp").exists()
+
+
+def test_train_seconds_add_up_across_a_crash_and_a_resume(tmp_path):
+    path = str(tmp_path / "run.pt")
+    run = tiny_run(steps=12)
+    run.trainer.config.checkpoint_every = 4
+    forward = run.objective.forward
+
+    def slow_then_crash(enc):
+        if run.trainer.step == 10:
+            raise SystemExit("killed")  # not a loss crash: the process dies here
+        time.sleep(0.05)
+        return forward(enc)
+
+    run.objective.forward = slow_then_crash
+    with pytest.raises(SystemExit):
+        run.trainer.fit(checkpoint=path, progress=False)
+    resumed = tiny_run(steps=12).trainer.load(path)
+    assert resumed.step == 8 and resumed.train_seconds >= 8 * 0.05  # the time before the last checkpoint counts
+    before = resumed.train_seconds
+    resumed.fit(checkpoint=path, progress=False)
+    assert resumed.train_seconds > before
+
+
+def test_a_corrupt_or_older_checkpoint_names_itself_and_never_advises_an_unsafe_load(tmp_path):
+    from declip_lite.checkpoint import DamagedFile
+
+    path = str(tmp_path / "run.pt")
+    run = tiny_run(steps=1)
+    run.trainer.fit(checkpoint=path, progress=False)
+    _truncate(path, 0.9)
+    with pytest.raises(DamagedFile, match=r"run\.pt: damaged file, truncated or corrupt .*delete it to retrain") as e:
+        tiny_run(steps=1).trainer.load(path)
+    older = {**run.trainer.state_dict(), "version": CHECKPOINT_VERSION - 1, "rng": np.random.get_state()}
+    torch.save(older, path)  # an older version kept numpy's RNG state as an array: a weights-only load refuses it
+    with pytest.raises(DamagedFile, match=rf"checkpoint version {CHECKPOINT_VERSION - 1}, expected "
+                                          rf"{CHECKPOINT_VERSION} .*delete it to retrain") as old:
+        tiny_run(steps=1).trainer.load(path)
+    torch.save({"version": CHECKPOINT_VERSION, "payload": np.random.get_state()}, path)
+    with pytest.raises(DamagedFile, match=r"not a file declip-lite wrote") as foreign:
+        tiny_run(steps=1).trainer.load(path)
+    assert not any("weights_only" in str(x.value) for x in (e, old, foreign))
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_in_the_cli_ends_with_one_line_and_status_130(tmp_path):
+    cli = subprocess.Popen([sys.executable, "-m", "declip_lite.experiments", "clip", "--preset", "smoke", "--set",
+                            "steps=100000", "pairs=64", "eval_n=16", "--runs-dir", str(tmp_path)], cwd=ROOT,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    deadline = time.time() + 60
+    while not list(tmp_path.glob("*.lock")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    cli.send_signal(signal.SIGINT)
+    out, err = cli.communicate(timeout=60)
+    assert cli.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and (out + err).count("Interrupted at step") == 1

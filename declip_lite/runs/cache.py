@@ -1,14 +1,12 @@
 """Load-or-train: a finished run is read from ``runs_dir``, an unfinished one resumed, a new one
 trained; the filter's scorer first. Safe at every instant (see ``fit``)."""
 import contextlib
-import json
 import os
 import time
 from dataclasses import replace
 
-from ..checkpoint import RunLock
+from ..checkpoint import DamagedFile, RunLock, read_json, save_json
 from ..distributed import is_main
-from ..evaluate import save_json
 from .analysis import result
 from .build import build, run_label
 from .config import run_config
@@ -32,7 +30,7 @@ def fit(run, runs_dir="data/runs", progress=True):
     Safe at every instant: the final evaluation is part of the checkpoint, and the JSON (written
     last, after the history and per-task files) marks a finished run. A run killed anywhere is
     finished by the next call with the numbers of an uninterrupted run; a second process on the
-    same run is refused (``RunLock``)."""
+    same run waits for the first and reads its record (``RunLock``); a damaged record is rebuilt."""
     if not runs_dir:
         run.trainer.fit(progress=progress, label=run_label(run))
         run.record = _timed(result(run), run)
@@ -41,9 +39,8 @@ def fit(run, runs_dir="data/runs", progress=True):
     with RunLock(path) if is_main() else contextlib.nullcontext():
         if os.path.exists(path + ".pt"):
             run.trainer.load(path + ".pt")
-        if os.path.exists(path + ".json") and run.trainer.step >= run.preset.steps:
-            with open(path + ".json") as f:
-                run.record = Record.from_json(json.load(f))
+        if run.trainer.step >= run.preset.steps and (data := finished_record(path + ".json", say=True)):
+            run.record = Record.from_json(data)
             return run
         run.trainer.fit(checkpoint=path + ".pt", progress=progress, label=run_label(run))
         run.record = result(run)
@@ -54,6 +51,19 @@ def fit(run, runs_dir="data/runs", progress=True):
             run.record = _timed(run.record, run)
             save_json(run.record.to_json(), path + ".json")
     return run
+
+
+def finished_record(path, say=False):
+    """The JSON record at ``path``, or None when there is none or it is damaged; ``fit`` rebuilds a
+    damaged one from the run's finished checkpoint, which holds its final evaluation (``say``: print so)."""
+    if not os.path.exists(path):
+        return None
+    try:
+        return read_json(path, "")
+    except DamagedFile as e:
+        if say:
+            print(f"{str(e).rstrip('; ')}: rebuilding it from the run's checkpoint", flush=True)
+        return None
 
 
 def _timed(record, run):

@@ -7,7 +7,7 @@ import sys
 
 from .. import grids
 from ..distributed import init_from_env
-from ..evaluate import save_json
+from ..checkpoint import save_json
 from ..objectives import objective_names
 from .config import PRESETS, RunConfig, SettingError, sections
 from .pipelines import train_csv
@@ -66,7 +66,16 @@ def reproduce_main(argv):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+    """The CLI. Ctrl-C ends it with one line (the Trainer's: where it stopped and saved) and exit status 130."""
+    try:
+        run_command(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt as e:
+        if not e.args:  # outside training: nothing has said so yet
+            print("Interrupted.", file=sys.stderr, flush=True)
+        sys.exit(130)
+
+
+def run_command(argv):
     if argv[:1] == ["reproduce"]:
         return reproduce_main(argv[1:])
     if argv[:1] == ["readme"]:  # rewrite the README's results blocks from results/

@@ -1,13 +1,11 @@
 """Your own data at scale: an open_clip-style CSV of image files, a BPE tokenizer trained on its
 captions, resumable training, torchrun."""
 import contextlib
-import json
 import os
 
-from ..checkpoint import RunLock
+from ..checkpoint import RunLock, read_json, save_json
 from ..data.captioned import CaptionedImages, read_csv
 from ..distributed import from_main, is_main
-from ..evaluate import save_json
 from ..text.augment import TokenEDA
 from ..text.tokenizer import BPETokenizer
 from ..train import seed_everything
@@ -32,8 +30,7 @@ def train_csv(csv, method="clip", preset="gpu", seed=0, runs_dir="data/runs", de
     state = None
     if is_main():
         if os.path.exists(path + ".tokenizer.json"):
-            with open(path + ".tokenizer.json") as f:
-                state = json.load(f)
+            state = read_json(path + ".tokenizer.json", f"delete it and {path}.pt to retrain with a new vocabulary")
         else:
             state = BPETokenizer.train(data.captions(range(len(data))), vocab_size, context_length).state_dict()
             save_json(state, path + ".tokenizer.json")

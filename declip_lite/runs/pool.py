@@ -4,16 +4,16 @@ Each worker process trains run after run (imports, the CUDA context and the data
 once) with one BLAS/OpenMP thread, and there are never more workers than cores."""
 import contextlib
 import importlib
-import json
 import multiprocessing
 import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import torch
 
 from ..objectives import objective_class
-from .cache import train
+from .cache import finished_record, train
 from .config import RunConfig
 from .records import Record, Records
 
@@ -27,21 +27,29 @@ def _record(config, runs_dir, device, progress, plugin=None, deadline=None):
     registers the objective, imported first in a fresh worker process."""
     if plugin:
         importlib.import_module(plugin)
-    path = runs_dir and os.path.join(runs_dir, config.name + ".json")
-    if path and os.path.exists(path):
-        with open(path) as f:
-            return Record.from_json(json.load(f))
+    data = runs_dir and finished_record(os.path.join(runs_dir, config.name + ".json"))
+    if data:  # a damaged one is rebuilt by ``train``, which says so
+        return Record.from_json(data)
     if deadline is not None and time.time() > deadline:
         return None
     return train(config, runs_dir=runs_dir, device=device, progress=progress).record
 
 
-def _one_thread():
-    """A worker's initialiser: torch's pool and any BLAS/OpenMP pool already started, one thread."""
+def _worker_start(parent):
+    """A worker's initialiser: one thread for torch's pool and any BLAS/OpenMP pool already started,
+    and a watchdog that ends the worker when its ``parent`` dies, so a killed ``reproduce`` leaves
+    no orphans training on (its checkpoints are durable; the next call resumes them)."""
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
     threadpool_limits(1)
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent):
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 @contextlib.contextmanager
@@ -87,7 +95,8 @@ def run_grid(configs, runs_dir="data/runs", device=None, jobs=1, progress=True, 
     for wave in (list(dict.fromkeys(w)) for w in waves):  # a run listed twice trains once
         if jobs > 1 and len(wave) > 1:
             with _single_threaded_children(), ProcessPoolExecutor(
-                    jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread) as pool:
+                    jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start,
+                    initargs=(os.getpid(),)) as pool:
                 futures = {pool.submit(_record, c, runs_dir, device, False,
                                        objective_class(c.method).__module__, deadline): c for c in wave}
                 for future in as_completed(futures):

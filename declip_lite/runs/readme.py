@@ -14,8 +14,10 @@ import os
 import re
 
 from .. import grids, report
+from ..checkpoint import read_json
 from .records import Records
 from .reproduce import small_data_rows
+from .shipped import FIX
 
 BLOCK = re.compile(r"(<!-- (results|bench|drift): (\S+) -->\n)(.*?)(<!-- end -->)", re.S)
 TASK_COLUMNS = ("shape", "colour", "count", "composition")
@@ -23,10 +25,8 @@ TASK_COLUMNS = ("shape", "colour", "count", "composition")
 
 def load(folder):
     """(summary, Records) of a ``reproduce`` output folder."""
-    with open(os.path.join(folder, "summary.json")) as f:
-        summary = json.load(f)
     paths = sorted(glob.glob(os.path.join(folder, "records", "*.json")))
-    return summary, Records.load([json.load(open(p)) for p in paths])
+    return read_json(os.path.join(folder, "summary.json"), FIX), Records.load([read_json(p, FIX) for p in paths])
 
 
 def finished(summary, records):

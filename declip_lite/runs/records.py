@@ -69,7 +69,7 @@ class Record(_Setting):
     train_seconds: float = None  # the Trainer's steps, resumes added up
     total_seconds: float = None  # building, training, evaluating and writing the run, in this process
     pairs_seen: int = None
-    recoveries: int = 0
+    recoveries: list = None       # each loss-crash recovery: step, loss, kind, resumed_from, lr_scale
     filter_report: dict = None   # what the data filter kept (``filtering.keep_matched``)
     scorer: str = None           # how the objective scores zero-shot ("global" or "token-wise")
     zero_shot: dict = None       # the global cosine's, with the prompt ensemble
@@ -92,12 +92,13 @@ class Record(_Setting):
 @dataclass(frozen=True)
 class Summary(_Setting):
     """One setting's scores over its seeds: ``summary[task]`` is (mean, sample std), ``values[task]``
-    every seed's, in the order of ``seeds``."""
+    every seed's, in the order of ``seeds``; ``flagged`` the seeds whose run needed over one recovery."""
     method: str
     preset: Preset
     options: dict
     seeds: tuple
     values: dict
+    recoveries: tuple = ()  # each seed's count of loss-crash recoveries, in the order of ``seeds``
 
     def __getitem__(self, task):
         if task not in self.values:
@@ -106,6 +107,10 @@ class Summary(_Setting):
         mean = sum(v) / len(v)
         std = math.sqrt(sum((x - mean) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0
         return mean, std
+
+    @property
+    def flagged(self):
+        return tuple(seed for seed, n in zip(self.seeds, self.recoveries) if n > 1)
 
     def __contains__(self, task):
         return task in self.values
@@ -141,7 +146,8 @@ class Records(Rows):
         for group in groups.values():
             first = group[0]
             values = {k: tuple(getattr(r, field)[k] for r in group) for k in getattr(first, field)}
-            rows.append(Summary(first.method, first.preset, first.options, tuple(r.seed for r in group), values))
+            rows.append(Summary(first.method, first.preset, first.options, tuple(r.seed for r in group), values,
+                                tuple(len(r.recoveries or ()) for r in group)))
         return Summaries(rows)
 
 

@@ -4,7 +4,6 @@ trained (or loaded from the cache) in parallel processes, one line per finished 
 the runs whose models notebooks use (``grids.model_runs``), and ``summary.json`` (every
 setting's mean ± std over seeds, the headline comparisons with their confidence intervals and
 verdicts, where and how it ran). Resumable: rerun the same command."""
-import json
 import math
 import os
 import platform
@@ -13,7 +12,7 @@ import time
 import torch
 
 from .. import grids, report
-from ..evaluate import save_json
+from ..checkpoint import load_torch, read_json, save_json
 from .build import commit
 from .pool import run_grid
 
@@ -38,7 +37,7 @@ def thinned(history, points=HISTORY_POINTS):
 
 def export_weights(checkpoint, path):
     """The model's and the objective's weights of a training checkpoint, in bf16 (a quarter of it)."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = load_torch(checkpoint, "delete it to retrain the run")
     compact = lambda d: {k: v.bfloat16() if v.is_floating_point() else v for k, v in d.items()}  # noqa: E731
     os.makedirs(os.path.dirname(path), exist_ok=True)
     torch.save({"model": compact(state["model"]), "objective": compact(state["objective"]), "step": state["step"],
@@ -63,6 +62,12 @@ def headline(records, scale):
     return {m: report.compare(clip, rows.one(method=m)) for m in grids.HEADLINE[1:] if m in present}
 
 
+def recovered(record):
+    """The progress line's note of a run's loss-crash recoveries; flagged ("!") beyond one."""
+    n = len(record.recoveries or ())
+    return "" if n == 0 else f"  {'! ' if n > 1 else ''}{n} recover{'ies' if n > 1 else 'y'}"
+
+
 def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device=None, command=None, budget=None):
     """Train (or load) every run of ``scale``; write ``out/<scale>/``; return the Records.
     ``command``: how it was called, for the summary. ``budget``: seconds after which no run starts
@@ -78,13 +83,13 @@ def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device
         data = record.to_json()
         history_path = os.path.join(runs_dir, config.name + ".history.json")
         if os.path.exists(history_path):
-            with open(history_path) as f:
-                data["history"] = thinned(json.load(f)["history"])
+            fix = f"delete it and {config.name}.json beside it: the next call rebuilds both from the checkpoint"
+            data["history"] = thinned(read_json(history_path, fix)["history"])
         save_json(data, os.path.join(where, "records", config.name + ".json"))
         seconds = f"{record.train_seconds or 0:5.1f}/{record.total_seconds or 0:5.1f} s"
         print(f"[{len(done):3d}/{total}] {time.perf_counter() - start:6.0f} s  {config.method:12s} "
               f"s{config.seed} {record.pairs:5d} pairs  mean zero-shot {record.zero_shot_own['mean']:.3f}  "
-              f"train/total {seconds}  {config.name}", flush=True)
+              f"train/total {seconds}  {config.name}{recovered(record)}", flush=True)
 
     deadline = None if budget is None else time.time() + budget
     records = run_grid(configs, runs_dir, device, jobs, progress=False, on_record=finished, deadline=deadline)
@@ -102,6 +107,8 @@ def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device
                # summed over the runs trained (not loaded) by whatever machine made each record
                "train_seconds": sum(r.train_seconds or 0 for r in records),
                "total_seconds": sum(r.total_seconds or 0 for r in records),
+               "recoveries": sum(len(r.recoveries or ()) for r in done),  # loss-crash recoveries, all runs
+               "runs_with_recoveries": {r.name: len(r.recoveries) for r in done if r.recoveries},
                "headline": {m: {k: None if v in (math.inf, -math.inf) else v for k, v in vars(c).items()}
                             for m, c in comparisons.items()},  # an unbounded interval (one seed) as null
                "summaries": [{"method": r.method, "pairs": r.pairs, "steps": r.steps, "encoder": r.encoder,

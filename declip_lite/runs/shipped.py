@@ -2,12 +2,12 @@
 reads what ``reproduce`` committed to ``results/<scale>/`` (records and weights) and draws the same
 figures from them as from a fresh run: on a CPU always, on a GPU the grids of notebooks 07-08
 when a complete gpu reproduction is shipped (see :func:`source`); otherwise it trains."""
-import json
 import os
 from dataclasses import asdict
 
 import torch
 
+from ..checkpoint import load_torch, read_json
 from ..notebook import ParameterError
 from . import cache
 from .build import build, run_label
@@ -16,6 +16,7 @@ from .pool import run_grid
 from .records import Record, Records
 
 SCALES_LARGEST_FIRST = ("gpu", "cpu")
+FIX = "`git checkout results/` restores the shipped file, or `make reproduce SCALE=cpu` makes it again"
 
 
 def _complete(folder):
@@ -23,8 +24,7 @@ def _complete(folder):
     path = os.path.join(folder, "summary.json")
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        summary = json.load(f)
+    summary = read_json(path, FIX)
     return summary if summary["runs"] >= summary.get("planned", summary["runs"]) else None
 
 
@@ -58,8 +58,7 @@ def _shipped_json(config, folder):
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no shipped record of {config.method} seed {config.seed}; they were "
                                 f"made by other code (rerun `make reproduce`) or set RESULTS='train'")
-    with open(path) as f:
-        return json.load(f)
+    return read_json(path, FIX)
 
 
 def records(configs, folder, runs_dir, device=None, jobs=1):
@@ -93,7 +92,7 @@ def fit(run, runs_dir="data/runs", shipped_from=None, live_steps=0):
     if live_steps:
         run.trainer.fit(steps=live_steps, label=f"{run_label(run)}, live")
         run.live_history = run.trainer.history
-    state = torch.load(path, map_location=run.trainer.device, weights_only=True)
+    state = load_torch(path, FIX, map_location=run.trainer.device)
     if state["model_config"] != asdict(run.model.config) or state["tokenizer"] != run.tokenizer.state_dict():
         raise ValueError(f"{path}: shipped weights of another model or vocabulary; set RESULTS='train'")
     for module, weights in ((run.model, state["model"]), (run.objective, state["objective"])):
