@@ -25,7 +25,9 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 from declip_lite.runs.build import commit  # noqa: E402
+from processes import alive, children  # noqa: E402
 
 TIMINGS = ("train_seconds", "total_seconds", "hardware")
 
@@ -46,25 +48,6 @@ def records(out):
             row.pop("pairs_per_s", None)
         found[path.stem] = data
     return found
-
-
-def children(pid):
-    kids = []
-    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid:
-            kids.append(int(stat.parent.name))
-    return kids
-
-
-def alive(pid):
-    try:
-        return pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def kill_and_restart(work, kills, jobs, rng):

@@ -67,8 +67,10 @@ def _worker(rank, world, init_file, batches, out):
     results["nt_xent"] = (loss / world, {"a": gather(a.grad) / world, "b": gather(b.grad) / world})
     if rank == 0:
         torch.save(results, out)
-    dist.barrier()  # neither rank tears gloo down while the other still talks (a SIGABRT under load)
-    dist.destroy_process_group()
+    dist.barrier()  # both ranks are done talking
+    # No teardown: under load gloo's shutdown at exit can abort a rank ("terminate called without an
+    # active exception", seen once in CI) after the results are written; the numbers are what is tested.
+    os._exit(0)
 
 
 def _views():
@@ -87,7 +89,15 @@ def _batch(method):
 def test_two_gloo_processes_equal_one_process_on_the_whole_batch(tmp_path):
     batches = {m: _batch(m) for m in METHODS}
     out = tmp_path / "two.pt"
-    mp.start_processes(_worker, args=(2, str(tmp_path / "init"), batches, str(out)), nprocs=2, start_method="spawn")
+    for attempt in range(2):  # one retry if a rank dies by a signal (gloo under load), never for wrong numbers
+        try:
+            mp.start_processes(_worker, args=(2, str(tmp_path / f"init{attempt}"), batches, str(out)), nprocs=2,
+                               start_method="spawn")
+            break
+        except mp.ProcessExitedException as e:
+            if attempt or not e.signal_name:
+                raise
+            print(f"retrying once: {e}")
     two = torch.load(out, weights_only=False)
     a, b = (v.requires_grad_() for v in _views())
     nt_xent(a, b).backward()

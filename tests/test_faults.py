@@ -25,6 +25,7 @@ from declip_lite.data.captioned import BadInput, CaptionedImages, read_csv, read
 from declip_lite.text.tokenizer import BPETokenizer
 from declip_lite.checkpoint import RunLock
 from declip_lite.train import CHECKPOINT_VERSION
+from processes import alive, children
 from test_real_data import CAPTIONS, _csv, _png
 from test_train import tiny_run
 
@@ -109,7 +110,8 @@ def test_a_run_killed_anywhere_is_finished_by_the_next_call_with_the_same_number
     assert record["zero_shot"]["mean"] is not None and record["evals"][-1]["step"] == 12
 
 
-def test_a_spike_is_undone_with_a_lower_learning_rate_and_logged():
+def _spiked_once_at_step_30():
+    """A 40-step run whose loss is multiplied by 1e4 once, at step 30 (flushed every 5 steps)."""
     run = tiny_run(steps=40)
     run.trainer.config.flush_every = 5
     forward, armed = run.objective.forward, [True]
@@ -122,6 +124,11 @@ def test_a_spike_is_undone_with_a_lower_learning_rate_and_logged():
         return out
 
     run.objective.forward = spike_once_at_step_30
+    return run
+
+
+def test_a_spike_is_undone_with_a_lower_learning_rate_and_logged():
+    run = _spiked_once_at_step_30()
     run.trainer.fit(progress=False)
     (event,) = run.trainer.recoveries
     assert event["kind"] == "spike" and event["step"] == 30 and event["resumed_from"] == 25 and event["lr_scale"] == 0.5
@@ -347,39 +354,20 @@ run_grid(configs, sys.argv[1], "cpu", jobs=2)
 """
 
 
-def _children(pid):
-    kids = []
-    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid:
-            kids.append(int(stat.parent.name))
-    return kids
-
-
-def _alive(pid):
-    try:
-        return pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 @pytest.mark.timeout(120)
 def test_workers_die_with_their_killed_parent(tmp_path):
     parent = subprocess.Popen([sys.executable, "-c", ORPHANS, str(tmp_path)], env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.time() + 60
     while len(list(tmp_path.glob("*.lock"))) < 2 and time.time() < deadline:  # both workers training
         time.sleep(0.2)
-    workers = _children(parent.pid)
+    workers = children(parent.pid)
     assert len(workers) >= 2, "the workers never started"
     parent.kill()
     parent.wait()
     deadline = time.time() + 10
-    while any(_alive(w) for w in workers) and time.time() < deadline:
+    while any(alive(w) for w in workers) and time.time() < deadline:
         time.sleep(0.2)
-    assert not any(_alive(w) for w in workers), "a worker outlived its parent"
+    assert not any(alive(w) for w in workers), "a worker outlived its parent"
 
 
 NEIGHBOUR = """
@@ -412,18 +400,7 @@ def test_a_recovery_prints_one_line_and_is_counted_in_records_and_tables(capsys)
     from declip_lite.runs.records import Records
     from declip_lite.runs.reproduce import recovered
 
-    run = tiny_run(steps=40)
-    run.trainer.config.flush_every = 5
-    forward, armed = run.objective.forward, [True]
-
-    def spike_once_at_step_30(enc):
-        out = forward(enc)
-        if armed[0] and run.trainer.step == 29:
-            armed[0] = False
-            out = {**out, "loss": out["loss"] * 1e4}
-        return out
-
-    run.objective.forward = spike_once_at_step_30
+    run = _spiked_once_at_step_30()
     experiments.fit(run, None, progress=False)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("recovery")]
     lr = run.trainer.config.lr * 0.5 * run.trainer.schedule(25)

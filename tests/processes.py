@@ -1,0 +1,26 @@
+"""Processes seen through /proc (Linux): the fault tests and bench/soak.py watch workers with these."""
+import pathlib
+
+
+def _stat(pid):
+    return pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # fields after the name
+
+
+def children(pid):
+    """The pids whose parent is ``pid``."""
+    kids = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(_stat(stat.parent.name)[1]) == pid:
+                kids.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return kids
+
+
+def alive(pid):
+    """True while ``pid`` runs (a zombie is dead)."""
+    try:
+        return _stat(pid)[0] != "Z"
+    except (OSError, IndexError):
+        return False
