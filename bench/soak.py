@@ -3,12 +3,12 @@
 1. kill-and-restart: `reproduce` SIGKILLed at random moments, restarted at once each time, then
    left to finish. Checked: no worker outlives its killed parent by more than 10 s, every restart
    starts (no run refused), and the final records equal the uninterrupted ones.
-2. two at once: two `reproduce` on the same folders started together. Checked: both exit 0 and
-   their records equal the uninterrupted ones.
+2. two at once: two `reproduce` on the same folders started together (``--pairs`` rounds, fresh folders
+   each). Checked: both exit 0 and their records equal the uninterrupted ones.
 
 Records are compared without their wall-clock fields.
 
-    python bench/soak.py --kills 5 --out results/soak.json
+    python bench/soak.py --kills 5 --pairs 3 --out results/soak.json
 """
 import argparse
 import json
@@ -76,6 +76,7 @@ def kill_and_restart(work, kills, jobs, rng):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=5)
+    parser.add_argument("--pairs", type=int, default=3, help="rounds of two reproductions started together")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None)
@@ -94,19 +95,25 @@ def main():
         print(f"kill-and-restart: {len(events)} kills, final exit {rc}, {waits} waits, "
               f"records equal: {got == expected}", flush=True)
 
-        pair = [reproduce(work / "pair" / "out", work / "pair" / "runs", args.jobs) for _ in range(2)]
-        logs = [p.communicate()[0] for p in pair]
-        pair_records = records(work / "pair" / "out")
-        print(f"two at once: exits {[p.returncode for p in pair]}, records equal: {pair_records == expected}")
+        pairs = []
+        for i in range(args.pairs):
+            where = work / f"pair{i}"
+            pair = [reproduce(where / "out", where / "runs", args.jobs) for _ in range(2)]
+            logs = [p.communicate()[0] for p in pair]
+            pairs.append({"exits": [p.returncode for p in pair],
+                          "failed_log_tails": [text[-2000:] for p, text in zip(pair, logs) if p.returncode],
+                          "waits_for_a_held_run": [text.count("being trained by") for text in logs],
+                          "records_equal_uninterrupted": records(where / "out") == expected})
+            print(f"two at once ({i + 1} of {args.pairs}): exits {pairs[-1]['exits']}, "
+                  f"records equal: {pairs[-1]['records_equal_uninterrupted']}", flush=True)
         result = {
             "hardware": f"CPU ({platform.machine()}, {os.cpu_count()} cores)", "commit": code,
             "command": "python bench/soak.py " + " ".join(sys.argv[1:]), "runs": len(expected),
             "reference_seconds": round(reference_s, 1),
             "kill_and_restart": {"kills": events, "final_exit": rc, "waits_for_a_held_run": waits,
+                                 "failed_log_tail": log[-2000:] if rc else None,
                                  "records_equal_uninterrupted": got == expected},
-            "two_at_once": {"exits": [p.returncode for p in pair],
-                            "waits_for_a_held_run": [text.count("being trained by") for text in logs],
-                            "records_equal_uninterrupted": pair_records == expected},
+            "two_at_once": pairs,
         }
         print(json.dumps(result, indent=1))
         if args.out:

@@ -37,27 +37,42 @@ class DamagedFile(RuntimeError):
     the file, what is wrong and the fix."""
 
 
+def _locked_tmp(tmp, mode):
+    """``tmp`` opened empty for writing under an OS lock, so two processes writing one file (two
+    reproductions at once) take turns; the holder renames it before letting go, so a waiter whose
+    file was renamed away opens a new one."""
+    while True:
+        f = os.fdopen(os.open(tmp, os.O_RDWR | os.O_CREAT, 0o666), "r+b" if "b" in mode else "r+")
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            if os.fstat(f.fileno()).st_ino == os.stat(tmp).st_ino:
+                f.truncate(0)
+                return f
+        except FileNotFoundError:
+            pass
+        f.close()
+
+
 def write_durably(path, write, mode="wb"):
     """``write(f)`` into ``path.tmp``, fsync, rename, fsync the folder: a crash or power loss leaves
     the old file or the new one. A failed write (a full disk) removes the tmp file and names ``path``."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = f"{path}.tmp"
-    try:
-        with open(tmp, mode) as f:
+    with _locked_tmp(tmp, mode) as f:
+        try:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-    except (OSError, RuntimeError) as e:  # torch.save reports a failed write as a RuntimeError
-        stat = os.statvfs(folder)
-        full = getattr(e, "errno", None) == errno.ENOSPC or stat.f_bavail * stat.f_frsize < 2**20
-        if os.path.exists(tmp):
+        except (OSError, RuntimeError) as e:  # torch.save reports a failed write as a RuntimeError
+            stat = os.statvfs(folder)
+            full = getattr(e, "errno", None) == errno.ENOSPC or stat.f_bavail * stat.f_frsize < 2**20
             os.remove(tmp)
-        error = OSError(f"{'no space left writing' if full else 'cannot write'} {path}{'' if full else f': {e}'} "
-                        f"(the previous file, if any, is intact)")
-        error.errno = errno.ENOSPC if full else getattr(e, "errno", None) or errno.EIO
-        raise error from None
-    os.replace(tmp, path)
+            error = OSError(f"{'no space left writing' if full else 'cannot write'} {path}{'' if full else f': {e}'} "
+                            f"(the previous file, if any, is intact)")
+            error.errno = errno.ENOSPC if full else getattr(e, "errno", None) or errno.EIO
+            raise error from None
+        os.replace(tmp, path)
     directory = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(directory)

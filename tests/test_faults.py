@@ -345,6 +345,25 @@ def test_every_json_the_package_writes_is_fsynced_with_its_folder(tmp_path, monk
     assert synced == [str(tmp_path / "r.json.tmp"), str(tmp_path)] and json.loads((tmp_path / "r.json").read_text())
 
 
+
+WRITER = """
+import sys
+from declip_lite.checkpoint import save_json
+for i in range(200):
+    save_json({"writer": sys.argv[2], "rows": list(range(2000))}, sys.argv[1])
+"""
+
+
+def test_two_processes_writing_one_json_take_turns(tmp_path):
+    """Two reproductions at once write the same records and summary (the soak found one failing)."""
+    path = str(tmp_path / "summary.json")
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, path, name], stderr=subprocess.PIPE, text=True)
+               for name in "ab"]
+    errors = [w.communicate()[1] for w in writers]
+    assert [w.returncode for w in writers] == [0, 0], errors
+    assert json.loads(pathlib.Path(path).read_text())["rows"] == list(range(2000))
+    assert not (tmp_path / "summary.json.tmp").exists()
+
 ORPHANS = """
 import sys, time
 from declip_lite import experiments

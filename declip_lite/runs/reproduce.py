@@ -12,7 +12,7 @@ import time
 import torch
 
 from .. import grids, report
-from ..checkpoint import load_torch, read_json, save_json
+from ..checkpoint import load_torch, read_json, save_json, write_durably
 from .build import commit
 from .pool import run_grid
 
@@ -39,9 +39,9 @@ def export_weights(checkpoint, path):
     """The model's and the objective's weights of a training checkpoint, in bf16 (a quarter of it)."""
     state = load_torch(checkpoint, "delete it to retrain the run")
     compact = lambda d: {k: v.bfloat16() if v.is_floating_point() else v for k, v in d.items()}  # noqa: E731
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    torch.save({"model": compact(state["model"]), "objective": compact(state["objective"]), "step": state["step"],
-                "model_config": state["model_config"], "tokenizer": state["tokenizer"]}, path)
+    weights = {"model": compact(state["model"]), "objective": compact(state["objective"]), "step": state["step"],
+               "model_config": state["model_config"], "tokenizer": state["tokenizer"]}
+    write_durably(path, lambda f: torch.save(weights, f))
 
 
 def small_data_rows(records, scale):
