@@ -232,7 +232,8 @@ def project_2d(features, method="pca", seed=0):
     if method == "umap":
         import umap
 
-        return umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=seed).fit_transform(x)
+        # one job: a seeded UMAP is serial anyway (n_jobs=1 says so, instead of a warning)
+        return umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=seed, n_jobs=1).fit_transform(x)
     x = x - x.mean(0)
     return x @ np.linalg.svd(x, full_matrices=False)[2][:2].T
 
