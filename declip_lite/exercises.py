@@ -36,6 +36,10 @@ class NotAttempted(Exception):
     """The answer is still the placeholder."""
 
 
+class Accepted(str):
+    """A grader's note on an answer it accepts (shown after "correct")."""
+
+
 @dataclass(frozen=True)
 class Verdict:
     name: str
@@ -64,7 +68,7 @@ def check(name, answer, **measured):
         if answer is None or answer is Ellipsis:
             raise NotAttempted
         hint = EXERCISES[name](answer, **measured)
-        verdict = Verdict(name, "wrong", hint) if hint else Verdict(name, "correct", "")
+        verdict = Verdict(name, "correct" if hint is None or isinstance(hint, Accepted) else "wrong", hint or "")
     except NotAttempted:
         verdict = Verdict(name, "not attempted", "fill in the cell above and run it again")
     except Exception as e:  # the student's code failed: say how, never stop the notebook
@@ -92,6 +96,28 @@ def _same(answer, observed, choices):
     if answer not in choices:
         return f"answer one of {choices}, not {answer!r}"
     return None if answer == observed else f"you said {answer!r}; the run measured {observed!r}. Why?"
+
+
+def _row(scores):
+    """A :class:`Summary` row, or {seed: score} made into one, for ``report.compare``."""
+    if isinstance(scores, Summary):
+        return scores
+    return Summary("m", None, {}, tuple(scores), {"mean": list(scores.values())})
+
+
+def _on_evidence(answer, baseline, treatment, answers):
+    """A prediction graded on the interval over seeds (``report.compare``), never on one seed:
+    ``answers`` maps each answer to the verdict that makes it right ("reproduced": the treatment
+    scores higher, "opposite": lower). An inconclusive interval accepts every answer."""
+    if answer not in answers:
+        return f"answer one of {tuple(answers)}, not {answer!r}"
+    c = compare(_row(baseline), _row(treatment))
+    interval = ("one seed a side gives no interval" if math.isinf(c.high) else
+                f"difference {c.difference:+.3f}, 95 % interval [{c.low:+.3f}, {c.high:+.3f}] over {c.seeds} seeds")
+    if c.verdict == "inconclusive":
+        return Accepted(f"the evidence cannot decide ({interval}): either answer stands until more seeds do")
+    right = next(a for a, verdict in answers.items() if verdict == c.verdict)
+    return Accepted(interval) if answer == right else f"you said {answer!r}; measured over seeds, {right!r} ({interval}). Why?"
 
 
 def _embeddings(b=16, d=8, seed=0):
@@ -187,7 +213,8 @@ def _mask_tokens(fn):
 
 @exercise("03.mlm_helps")
 def _mlm_helps(answer, clip, clip_mlm):
-    return _same(answer, clip_mlm > clip, (True, False))
+    """``clip``, ``clip_mlm``: mean zero-shot per seed ({seed: score}) or Summary rows."""
+    return _on_evidence(answer, clip, clip_mlm, {True: "reproduced", False: "opposite"})
 
 
 # 04 · multi-view
@@ -280,7 +307,8 @@ def _token_wise(fn):
 
 @exercise("08.worse_noise")
 def _worse_noise(answer, wrong_attribute, swapped):
-    return _same(answer, "swapped" if swapped < wrong_attribute else "wrong attribute", ("swapped", "wrong attribute"))
+    """CLIP's mean zero-shot per seed at the highest rate of each noise ({seed: score} or Summary rows)."""
+    return _on_evidence(answer, wrong_attribute, swapped, {"swapped": "opposite", "wrong attribute": "reproduced"})
 
 
 # 09 · your own data

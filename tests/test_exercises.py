@@ -18,12 +18,12 @@ TASKS = make_tasks(n=8, seed=0, image_size=32)
 MEASURED = {
     "00.chance": dict(tasks=TASKS),
     "02.collapse": dict(observed="collapse"),
-    "03.mlm_helps": dict(clip=0.61, clip_mlm=0.58),
+    "03.mlm_helps": dict(clip={0: 0.61, 1: 0.60, 2: 0.62}, clip_mlm={0: 0.58, 1: 0.57, 2: 0.585}),
     "04.moco_hurts": dict(scores={"clip": {"shape": 0.5, "position": 0.9}, "moco": {"shape": 0.45, "position": 0.4}}),
     "05.self_rate": dict(self_rate=0.3),
     "06.largest_term": dict(last={"clip": 1.2, "nns": 2.5, "simsiam": -0.9, "mlm": 1.0}),
     "07.verdict": dict(verdict="reproduced"),
-    "08.worse_noise": dict(wrong_attribute=0.5, swapped=0.3),
+    "08.worse_noise": dict(wrong_attribute={0: 0.5, 1: 0.52, 2: 0.49}, swapped={0: 0.3, 1: 0.31, 2: 0.29}),
     "09.skipped": dict(skipped=2),
 }
 
@@ -80,6 +80,20 @@ def test_a_right_answer_passes_a_wrong_one_gets_its_hint_and_none_is_not_attempt
     assert exercises.check(name, None, **measured).status == "not attempted"
     if callable(wrong):  # a function whose body is still `...` returns None
         assert exercises.check(name, not_written, **measured).status == "not attempted"
+
+
+@pytest.mark.parametrize("name, answers, baseline, treatment", [
+    ("03.mlm_helps", (True, False), "clip", "clip_mlm"),
+    ("08.worse_noise", ("swapped", "wrong attribute"), "wrong_attribute", "swapped"),
+])
+def test_a_prediction_the_seeds_cannot_decide_accepts_every_answer(name, answers, baseline, treatment):
+    one_seed = {baseline: {0: 0.61}, treatment: {0: 0.58}}  # a run's difference, but no interval
+    overlapping = {baseline: {0: 0.61, 1: 0.55, 2: 0.60}, treatment: {0: 0.58, 1: 0.60, 2: 0.59}}
+    for measured, why in ((one_seed, "one seed a side gives no interval"), (overlapping, "95 % interval")):
+        for answer in answers:
+            verdict = exercises.check(name, answer, **measured)
+            assert verdict.passed and "either answer stands" in verdict.message and why in verdict.message, verdict
+        assert exercises.check(name, "maybe", **measured).status == "wrong"
 
 
 def test_an_answer_that_raises_is_wrong_with_the_error_and_an_unknown_exercise_is_named():
