@@ -88,7 +88,8 @@ PREDICTIONS = {
     "00.chance": lambda tasks: chance(tasks),
     "02.collapse": lambda observed: observed,
     "03.mlm_helps": lambda clip, clip_mlm: mean(clip_mlm.values()) > mean(clip.values()),
-    "04.moco_hurts": lambda scores: max(scores["clip"], key=lambda t: scores["clip"][t] - scores["moco"][t]),
+    "04.moco_hurts": lambda scores: max(scores["clip"], key=lambda t: mean(scores["clip"][t].values())
+                                        - mean(scores["moco"][t].values())),
     "05.self_rate": lambda self_rate: self_rate > 0.05,
     "06.largest_term": lambda last: max(("clip", "nns", "simsiam", "mlm"), key=lambda k: last[k]),
     "07.verdict": lambda verdict: verdict,

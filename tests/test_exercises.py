@@ -19,7 +19,8 @@ MEASURED = {
     "00.chance": dict(tasks=TASKS),
     "02.collapse": dict(observed="collapse"),
     "03.mlm_helps": dict(clip={0: 0.61, 1: 0.60, 2: 0.62}, clip_mlm={0: 0.58, 1: 0.57, 2: 0.585}),
-    "04.moco_hurts": dict(scores={"clip": {"shape": 0.5, "position": 0.9}, "moco": {"shape": 0.45, "position": 0.4}}),
+    "04.moco_hurts": dict(scores={"clip": {"shape": {0: 0.5, 1: 0.52, 2: 0.49}, "position": {0: 0.9, 1: 0.92, 2: 0.88}},
+                                  "moco": {"shape": {0: 0.45, 1: 0.48, 2: 0.46}, "position": {0: 0.4, 1: 0.45, 2: 0.38}}}),
     "05.self_rate": dict(self_rate=0.3),
     "06.largest_term": dict(last={"clip": 1.2, "nns": 2.5, "simsiam": -0.9, "mlm": 1.0}),
     "07.verdict": dict(verdict="reproduced"),
@@ -94,6 +95,14 @@ def test_a_prediction_the_seeds_cannot_decide_accepts_every_answer(name, answers
             verdict = exercises.check(name, answer, **measured)
             assert verdict.passed and "either answer stands" in verdict.message and why in verdict.message, verdict
         assert exercises.check(name, "maybe", **measured).status == "wrong"
+
+
+def test_one_seed_cannot_name_the_task_moco_hurts_most():
+    scores = {"clip": {"shape": {0: 0.5}, "position": {0: 0.9}}, "moco": {"shape": {0: 0.45}, "position": {0: 0.4}}}
+    for answer in ("shape", "position"):
+        verdict = exercises.check("04.moco_hurts", answer, scores=scores)
+        assert verdict.passed and "cannot rule out 1 other task" in verdict.message, verdict
+    assert exercises.check("04.moco_hurts", "colour", scores=scores).status == "wrong"
 
 
 def test_an_answer_that_raises_is_wrong_with_the_error_and_an_unknown_exercise_is_named():
