@@ -36,14 +36,14 @@ def show_pairs(images, captions, ncols=8, title=None):
 
 def similarity_heatmaps(matrices, titles, suptitle=None):
     """Side-by-side image-text cosine-similarity matrices (rows: images, columns: captions)."""
-    fig, axes = plt.subplots(1, len(matrices), figsize=(4.2 * len(matrices), 3.8), squeeze=False)
+    # constrained: room for the suptitle and the colour bars (tight_layout let them overlap the titles)
+    fig, axes = plt.subplots(1, len(matrices), figsize=(3.3 * len(matrices), 3.3), squeeze=False, layout="constrained")
     for ax, m, t in zip(axes[0], matrices, titles):
         im = ax.imshow(_np(m), cmap="viridis")
         ax.set(title=t, xlabel="caption", ylabel="image")
         fig.colorbar(im, ax=ax, fraction=0.046)
     if suptitle:
         fig.suptitle(suptitle)
-    fig.tight_layout()
     return fig
 
 
