@@ -5,6 +5,7 @@ architecture); the analysis of one finished run. Every step is timed in turn, ro
 in one process (a shared machine drifts). The reproduction's setting: 2,000 pairs, batch 128.
 
     python bench/bench.py [--device cpu|cuda] [--out results/bench_cpu.json]
+    python bench/bench.py --depth-only [--device cuda]   # notebook 08's text-depth step times alone
 
 Speed targets live here, not in the tests: >= 5,000 images/s at 32 px on 2 CPU cores; a DeCLIP
 step <= 1.8x a CLIP step on CPU (<= 1.5x on GPU); >= 1.6x open_clip's pairs/s; on an H200 a
@@ -18,14 +19,24 @@ import time
 
 import torch
 
-from declip_lite import ShapeCaps, experiments, model_config, pick_device, shapecaps_tokenizer
+from declip_lite import ShapeCaps, experiments, grids, model_config, pick_device, shapecaps_tokenizer
 from declip_lite.objectives import objective_names
 from declip_lite.runs.build import commit
 
 
 def _sync(device):
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
+
+
+def text_depth_seconds(device, steps):
+    """Notebook 08's probe: a CLIP step's seconds at each text depth of the device's scale, as the
+    notebook times it (``step_seconds``: the update between CUDA events on a GPU, wall-clock on a CPU)."""
+    scale = grids.SCALES["gpu" if device.type == "cuda" else "cpu"]
+    return {d: experiments.step_seconds("clip", scale.preset, steps, min(5, steps), device,
+                                        model_overrides=grids.text_layers(d),
+                                        **{**scale.overrides, "pairs": scale.small, "eval_n": 8})
+            for d in scale.text_depths}
 
 
 def images_per_second(size, device, n):
@@ -144,8 +155,12 @@ def main():
     parser.add_argument("--methods", nargs="+", default=None, help="default: every registered objective")
     parser.add_argument("--eval-n", type=int, default=2000, help="images per task in the analysis of one run")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--depth-only", action="store_true", help="only notebook 08's text-depth step times")
     args = parser.parse_args()
     device = pick_device(args.device)
+    if args.depth_only:
+        print(json.dumps({"hardware": experiments.hardware(device), "text_depth_step_s": text_depth_seconds(device, args.steps)}))
+        return
     cuda = device.type == "cuda"
     n = 20_000 if cuda else 2_000
     result = {"hardware": experiments.hardware(device), "torch": torch.__version__,

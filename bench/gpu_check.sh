@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The one prepared call for a machine with a GPU (`make gpu-check`); on a CPU it runs at smoke
 # scale (a test does, so it cannot rot). In order, each step bounded, none stopping the next:
+#   0. the notebooks in smoke mode, alone on the device, 04-09 first (they have never run on CUDA;
+#      at most 5 minutes), then notebook 08's text-depth step times (bench.py --depth-only)
 #   1. the captured step against eager (tests/test_graphed.py): if a graph disagrees, the rest trains
 #      eagerly; a step that cannot be captured trains eagerly by itself (the Trainer's fallback)
 #   2. bench/bench.py on the device (operators and step time per method, eager and graphed)
-#   3. reproduce --scale $SCALE with a budget (no run starts after it), notebooks beside it
+#   3. reproduce --scale $SCALE with a budget (no run starts after it), notebooks in default mode beside it
 #   4. nvidia-smi and the CPU load sampled every 2 s throughout
 # Everything lands in $OUT as 8 files: the log, the monitor CSV, the bench JSON, the parity log, the
 # notebooks' outcomes in smoke and default mode (as far as time allows), and two tarballs
@@ -16,7 +18,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_check_out}
 PY=${PYTHON:-python3}
 if "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2>/dev/null; then
-  DEVICE=cuda; DEFAULTS=(gpu 14 240 540 "00 01 02 03 04 05 06 07 08 09" "--rounds 5 --steps 10" "00 01 02 03 04 05 06 09")
+  DEVICE=cuda; DEFAULTS=(gpu 14 240 540 "04 05 06 07 08 09 00 01 02 03" "--rounds 5 --steps 10" "04 05 06 07 09 00 01 02 03")
 else  # the smoke check: one short run, one notebook, one round of two methods
   DEVICE=cpu; DEFAULTS=(smoke 1 1 600 "00" "--rounds 1 --steps 1 --methods clip declip --eval-n 200" "00")
 fi
@@ -52,6 +54,11 @@ say "device $DEVICE, scale $SCALE, jobs $JOBS, budget $BUDGET s, limit $LIMIT s"
 monitor=$!
 trap 'kill $monitor 2>/dev/null' EXIT
 
+say "0. notebooks $NOTEBOOKS in smoke mode, alone on the device; then the text-depth step times"
+bounded $(( $(left) / 2 < 300 ? $(left) / 2 : 300 )) "$PY" notebooks/run.py --smoke --out "$work/notebooks/smoke" \
+  --keep-going "$OUT/notebooks_smoke.json" --only $NOTEBOOKS || say "some smoke notebook failed or timed out"
+bounded $(( $(left) / 8 )) "$PY" bench/bench.py --device "$DEVICE" --depth-only $BENCH_ARGS || say "depth probe failed"
+
 say "1. the captured step against eager"
 bounded $(( $(left) / 6 )) "$PY" -m pytest -q -p no:cacheprovider tests/test_graphed.py -k captured 2>&1 \
   | tee "$OUT/parity.log"
@@ -68,11 +75,9 @@ say "2. bench"
 bounded $(( $(left) / 4 )) "$PY" bench/bench.py --device "$DEVICE" --out "$OUT/bench_$DEVICE.json" $BENCH_ARGS \
   || say "bench failed or timed out"
 
-say "3. reproduce --scale $SCALE (budget $BUDGET s), notebooks beside it"
-( bounded $(( $(left) - 30 )) "$PY" notebooks/run.py --smoke --out "$work/notebooks/smoke" \
-    --keep-going "$OUT/notebooks_smoke.json" --only $NOTEBOOKS
-  bounded $(( $(left) - 30 )) "$PY" notebooks/run.py --out "$work/notebooks/default" \
-    --keep-going "$OUT/notebooks_default.json" --only $NOTEBOOKS_DEFAULT ) > "$work/notebooks.log" 2>&1 &
+say "3. reproduce --scale $SCALE (budget $BUDGET s), notebooks in default mode beside it"
+bounded $(( $(left) - 30 )) "$PY" notebooks/run.py --out "$work/notebooks/default" \
+  --keep-going "$OUT/notebooks_default.json" --only $NOTEBOOKS_DEFAULT > "$work/notebooks.log" 2>&1 &
 notebooks=$!
 bounded $(( $(left) - 15 )) "$PY" -m declip_lite.experiments reproduce --scale "$SCALE" --jobs "$JOBS" \
   --out "$work/results" --runs-dir "$RUNS_DIR" --device "$DEVICE" --budget "$BUDGET" || say "reproduce failed or timed out"

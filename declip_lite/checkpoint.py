@@ -7,6 +7,7 @@ And a lock that keeps a second process off a run.
 import errno
 import fcntl
 import json
+import math
 import os
 import pickle
 import random
@@ -85,13 +86,89 @@ def save_json(data, path):
     write_durably(path, lambda f: json.dump(data, f, indent=1), mode="w")
 
 
-def read_json(path, fix):
-    """The JSON at ``path``; a :class:`DamagedFile` naming it, the fault and ``fix`` when it cannot be parsed."""
+def read_json(path, fix, schema=None):
+    """The JSON at ``path``, checked against ``schema`` when given; a :class:`DamagedFile` naming it,
+    the fault and ``fix`` when it cannot be parsed or does not match."""
     try:
         with open(path) as f:
-            return json.load(f)
+            data = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DamagedFile(f"{path}: damaged JSON ({e}); {fix}") from None
+    return data if schema is None else checked(data, schema, path, fix)
+
+
+# ----- schemas: what each kind of file must hold, checked where it is read ------------------------
+# A schema is a leaf (a name and a test), a dict of required keys, ``[schema]`` (a list of them),
+# ``Optional(schema)`` (the key may be missing or None) or ``MapOf(schema)`` (any keys, each one's value).
+
+class Optional:
+    def __init__(self, schema):
+        self.schema = schema
+
+
+class MapOf:
+    def __init__(self, schema):
+        self.schema = schema
+
+
+def _number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _tensors(finite):
+    def test(v):
+        if not isinstance(v, dict) or not all(torch.is_tensor(t) for t in v.values()):
+            return False
+        return not finite or all(bool(torch.isfinite(t).all()) for t in v.values() if t.is_floating_point())
+    return test
+
+
+TEXT = ("a string", lambda v: isinstance(v, str))
+COUNT = ("an integer >= 0", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+POSITIVE = ("an integer > 0", lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0)
+NUMBER = ("a finite number", lambda v: _number(v) and math.isfinite(v))
+SECONDS = ("a finite number >= 0", lambda v: _number(v) and math.isfinite(v) and v >= 0)
+ANY_NUMBER = ("a number", _number)  # NaN allowed: the loss a crash saw
+SCORE = ("an accuracy in [0, 1]", lambda v: _number(v) and 0 <= v <= 1)  # NaN fails both
+OBJECT = ("an object", lambda v: isinstance(v, dict))
+LIST = ("a list", lambda v: isinstance(v, list))
+TENSOR = ("a tensor", torch.is_tensor)
+TENSORS = ("tensors by name", _tensors(finite=False))
+FINITE_TENSORS = ("tensors by name, all finite", _tensors(finite=True))
+
+
+def _fault(value, schema, at):
+    """What is wrong with ``value`` against ``schema`` (``at``: where it sits), or None."""
+    if isinstance(schema, Optional):
+        return None if value is None else _fault(value, schema.schema, at)
+    if isinstance(schema, (dict, MapOf)):
+        if not isinstance(value, dict):
+            return f"{at or 'the file'} should be an object, got {type(value).__name__}"
+        items = schema.items() if isinstance(schema, dict) else ((k, schema.schema) for k in value)
+        for key, inner in items:
+            if key not in value:
+                if isinstance(inner, Optional):
+                    continue
+                return f"missing key {at}{key}"
+            fault = _fault(value[key], inner, f"{at}{key}.")
+            if fault:
+                return fault
+        return None
+    if isinstance(schema, list):
+        if not isinstance(value, list):
+            return f"{at.rstrip('.') or 'the file'} should be a list, got {type(value).__name__}"
+        return next((f for i, v in enumerate(value) if (f := _fault(v, schema[0], f"{at.rstrip('.')}[{i}]."))), None)
+    name, test = schema
+    shown = repr(value)[:40] if isinstance(value, (str, int, float, type(None))) else f"a {type(value).__name__}"
+    return None if test(value) else f"{at.rstrip('.')} should be {name}, got {shown}"
+
+
+def checked(data, schema, path, fix):
+    """``data`` when it matches ``schema``; else a :class:`DamagedFile` naming ``path``, the fault and ``fix``."""
+    fault = _fault(data, schema, "")
+    if fault:
+        raise DamagedFile(f"{path}: {fault}; {fix}")
+    return data
 
 
 class _Stub(dict):
@@ -131,10 +208,11 @@ def _peek(path):
     return state if isinstance(state, dict) else {}
 
 
-def load_torch(path, fix, version=None, map_location="cpu"):
+def load_torch(path, fix, version=None, map_location="cpu", schema=None):
     """``torch.load(path, weights_only=True)`` after checking the file's integrity and, when
-    ``version`` is given, its ``"version"`` field: a damaged or foreign file is a
-    :class:`DamagedFile` naming it and ``fix``, never torch's advice to load it unsafely."""
+    ``version`` is given, its ``"version"`` field, then its contents against ``schema``: a damaged
+    or foreign file is a :class:`DamagedFile` naming it and ``fix``, never torch's advice to load
+    it unsafely."""
     try:
         found = _peek(path).get("version")
     except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, ValueError, KeyError, OSError) as e:
@@ -143,9 +221,10 @@ def load_torch(path, fix, version=None, map_location="cpu"):
         raise DamagedFile(f"{path}: checkpoint version {found}, expected {version} (another declip-lite wrote it); "
                           f"{fix}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # objects a weights-only load refuses: a file this package did not write
         raise DamagedFile(f"{path}: not a file declip-lite wrote (torch.load: {type(e).__name__}); {fix}") from None
+    return state if schema is None else checked(state, schema, path, fix)
 
 
 class RunLock:

@@ -83,8 +83,13 @@ def _call(fn, *args):
     return out
 
 
+def _host(x):
+    """An answer as a float32 CPU tensor: a student's may live on the notebook's device."""
+    return torch.as_tensor(x).detach().float().cpu()
+
+
 def _close(mine, expected, what, tol=1e-4):
-    mine = torch.as_tensor(mine, dtype=torch.float32)
+    mine, expected = _host(mine), _host(expected)
     if mine.shape != expected.shape:
         return f"{what}: shape {tuple(mine.shape)}, expected {tuple(expected.shape)}"
     if not torch.allclose(mine, expected.float(), atol=tol, rtol=tol):
@@ -153,7 +158,7 @@ def _clip_loss(fn):
                         (contrastive_loss(image, text, 1.0), "the logits are the cosines times the scale"),
                         (0.5 * (F.cross_entropy(10 * image @ text.T, diagonal)
                                 + F.cross_entropy(10 * text @ image.T, diagonal)), "normalise the embeddings first")):
-        if torch.allclose(torch.as_tensor(mine).float(), wrong, atol=1e-4):
+        if torch.allclose(_host(mine), wrong, atol=1e-4):
             return hint
     return _close(mine, expected, "loss")
 
@@ -192,7 +197,7 @@ def _collapse(answer, observed):
 def _mask_tokens(fn):
     tokenizer = shapecaps_tokenizer()
     tokens = tokenizer.encode(ShapeCaps(400, seed=3).captions(range(400))).repeat(10, 1)
-    masked, targets = _call(fn, tokens, tokenizer, 0.15, torch.Generator().manual_seed(3))
+    masked, targets = (t.cpu() for t in _call(fn, tokens, tokenizer, 0.15, torch.Generator().manual_seed(3)))
     content = content_positions(tokens, tokenizer)
     selected = targets != IGNORE
     if (selected & ~content).any():
@@ -224,7 +229,7 @@ def _multi_view(fn):
     images, texts = [torch.randn(8, 6, generator=g) for _ in range(2)], [torch.randn(8, 6, generator=g) for _ in range(2)]
     mine = _call(fn, images, texts, 10.0)
     diagonal = sum(contrastive_loss(i, t, 10.0) for i, t in zip(images, texts)) / 2
-    if torch.allclose(torch.as_tensor(mine).float(), diagonal, atol=1e-4):
+    if torch.allclose(_host(mine), diagonal, atol=1e-4):
         return "only two of the four pairs: every image view with every text view"
     return _close(mine, multi_view_loss(images, texts, 10.0), "loss")
 
@@ -255,7 +260,7 @@ def _nn_lookup(fn):
     queue.enqueue(torch.randn(32, 6, generator=g), ids=torch.arange(32))
     text, ids = queue.features[:8] + 0.01 * torch.randn(8, 6, generator=g), torch.arange(8)
     expected = queue.lookup(text * 3, ids)[2]
-    mine = torch.as_tensor(_call(fn, queue.features, queue.ids, text * 3, ids))
+    mine = torch.as_tensor(_call(fn, queue.features, queue.ids, text * 3, ids)).cpu()
     if torch.equal(mine, torch.arange(8)):
         return "every caption found itself: exclude the queue entries with the caption's own id"
     return None if torch.equal(mine, expected) else "the slot of the highest cosine, among the other samples' entries"
@@ -273,7 +278,7 @@ def _total_loss(fn, weights=WEIGHTS):
              "mlm": torch.tensor(1.5), "mlm_acc": torch.tensor(0.4)}
     expected = sum(weights[k] * terms[k] for k in weights)
     mine = _call(fn, terms, weights)
-    if torch.allclose(torch.as_tensor(mine).float(), expected + terms["mlm_acc"]):
+    if torch.allclose(_host(mine), expected + terms["mlm_acc"]):
         return "mlm_acc is a diagnostic, not a loss: sum only the weighted terms"
     return _close(mine, expected, "total")
 
@@ -312,7 +317,7 @@ def _token_wise(fn):
     keep_x, keep_y = torch.ones(1, 9, dtype=torch.bool), torch.ones(1, 5, dtype=torch.bool)
     i2t = token_wise_logits(x, y, keep_x, keep_y, 1.0)[0][0, 0]
     mine = _call(fn, x[0], y[0])
-    if torch.allclose(torch.as_tensor(mine).float(), (x[0] @ y[0].T).max(0).values.mean()):
+    if torch.allclose(_host(mine), (x[0] @ y[0].T).max(0).values.mean()):
         return "that is text->image (each token's best patch): average over patches of each patch's best token"
     return _close(mine, i2t, "image->text logit")
 

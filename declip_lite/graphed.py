@@ -35,20 +35,22 @@ class GraphedUpdate:
     update writes (weights, buffers, optimiser state, all existing before the call); the warm-up
     step taken before capture is undone on them in place, so the first replay is the run's next step."""
 
-    def __init__(self, update, batch, state, capture=True):
+    def __init__(self, update, batch, state, device=None, capture=True):
         self.batch = _tree_map(torch.clone, batch)
+        self.device = device  # cuda:N: capture and replay with it current (streams and graphs are made there)
         before = [t.detach().clone() for t in state]
         self.graph, self.update = None, None
         try:
             if capture:
-                side = torch.cuda.Stream()
-                side.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(side):  # warm-up: cuBLAS handles, autotuning, autograd's buffers
-                    update(self.batch)
-                torch.cuda.current_stream().wait_stream(side)
-                self.graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(self.graph):
-                    self.row = update(self.batch)
+                with torch.cuda.device(device):
+                    side = torch.cuda.Stream(device)
+                    side.wait_stream(torch.cuda.current_stream(device))
+                    with torch.cuda.stream(side):  # warm-up: cuBLAS handles, autotuning, autograd's buffers
+                        update(self.batch)
+                    torch.cuda.current_stream(device).wait_stream(side)
+                    self.graph = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(self.graph):
+                        self.row = update(self.batch)
             else:  # everything but the graph (CPU tests): the same warm-up, replays run ``update`` eagerly
                 update(self.batch)
                 self.update = update
@@ -61,5 +63,6 @@ class GraphedUpdate:
         _tree_copy(self.batch, batch)
         if self.graph is None:
             return self.update(self.batch)
-        self.graph.replay()
+        with torch.cuda.device(self.device):
+            self.graph.replay()
         return self.row

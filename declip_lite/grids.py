@@ -102,11 +102,20 @@ def _text_depth(s, methods):
             for seed in s.benchmark_seeds]
 
 
-def model_runs(scale):
-    """The runs whose trained models the notebooks use (07-08's embedding maps and FILIP's
-    word-patch map, and every run of 01-06): ``reproduce`` ships their weights."""
+def notebook_needs(notebook, scale, seed=0):
+    """(records, models): the runs whose records notebook ``"07"`` or ``"08"`` reads at ``scale``
+    (its grids), and those whose trained models it draws at ``seed`` (07's embedding maps and
+    retrieval, 08's word-patch map)."""
     s = SCALES[scale]
-    drawn = [spec("clip", s, 0), spec("declip", s, 0), spec("filip", s, 0, model="vit-tiny")]
+    drawn = {"07": [spec(m, s, seed) for m in ("clip", "declip", "clip+mvs")],
+             "08": [spec("filip", s, seed, model="vit-tiny")]}[notebook]
+    return [c for name in NOTEBOOK_GRIDS[notebook] for c in grid(name, s)], drawn
+
+
+def model_runs(scale):
+    """The runs whose trained models the notebooks use (07-08's drawn models, and every run of
+    01-06): ``reproduce`` ships their weights."""
+    drawn = notebook_needs("07", scale)[1] + notebook_needs("08", scale)[1]
     return list(dict.fromkeys(drawn + notebook_runs(scale)))
 
 

@@ -46,6 +46,8 @@ def _device(name, value):
     return device
 
 
+SHIPPED_SCALES = ("cpu", "gpu")  # the folders ``make reproduce`` writes into results/
+
 CHECKS = {"SMOKE": _flag, "SEED": _count, "DEVICE": _device, "JOBS": lambda n, v: _count(n, v, 1),
           "LIVE_STEPS": _count}
 
@@ -60,21 +62,42 @@ def _shipped(parameters):
         raise ParameterError(f"parameter SHIPPED={folder!r} is not a folder (seen from {os.getcwd()}): with "
                              f"RESULTS='auto' the notebook reads the runs `make reproduce` shipped there; point it "
                              f"at the repository's results/ folder, or set RESULTS='train' to train them here")
+    if not any(os.path.isfile(os.path.join(folder, scale, "summary.json")) for scale in SHIPPED_SCALES):
+        raise ParameterError(f"parameter SHIPPED={folder!r} holds no shipped scale: it should contain "
+                             f"{' or '.join(s + '/summary.json' for s in SHIPPED_SCALES)} (with records/ and "
+                             f"weights/ beside it), as the repository's results/ folder does; point it there, "
+                             f"or set RESULTS='train' to train here")
 
 
-def _assigned(source):
-    """The upper-case names a cell assigns at its top level (a notebook's parameters)."""
+def _assigned(source, upper=True):
+    """The names a cell assigns at its top level; ``upper``: only the upper-case ones (a notebook's parameters)."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return set()
     return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
-            if isinstance(t, ast.Name) and t.id.isupper()}
+            if isinstance(t, ast.Name) and (t.id.isupper() or not upper)}
+
+
+def _edits(a, b):
+    """Levenshtein distance: the fewest inserted, deleted or replaced characters from ``a`` to ``b``."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        row, previous = [i], row
+        for j, y in enumerate(b, 1):
+            row.append(min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (x != y)))
+    return row[-1]
+
+
+def _meant(name, declared):
+    """The declared parameter ``name`` is a typo of: the same but for case, or at most 2 edits away."""
+    close = [d for d in declared if d.lower() == name.lower() or _edits(name.upper(), d) <= 2]
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _unknown_parameters():
-    """(unknown, declared): the names papermill injected (its "# Parameters" cell) that no earlier
-    cell assigns, which papermill only warns about, and the ones the notebook declares."""
+    """(unknown, declared): the names papermill injected (its "# Parameters" cell, any case) that no
+    earlier cell assigns, which papermill only warns about, and the ones the notebook declares."""
     try:
         from IPython import get_ipython
 
@@ -85,7 +108,7 @@ def _unknown_parameters():
     if not injected:
         return [], []
     declared = set().union(*(_assigned(cell) for cell in cells[:injected[-1]]))
-    return sorted(_assigned(cells[injected[-1]]) - declared), sorted(declared)
+    return sorted(_assigned(cells[injected[-1]], upper=False) - declared), sorted(declared)
 
 
 def setup(fig_dir=None, **parameters):
@@ -95,7 +118,8 @@ def setup(fig_dir=None, **parameters):
     :class:`ParameterError` naming the first bad parameter."""
     unknown, declared = _unknown_parameters()
     if unknown:
-        raise ParameterError(f"unknown parameter{'s' * (len(unknown) > 1)} {', '.join(unknown)}: this notebook "
+        names = ", ".join(name + _meant(name, declared) for name in unknown)
+        raise ParameterError(f"unknown parameter{'s' * (len(unknown) > 1)} {names}: this notebook "
                              f"takes {', '.join(declared)}")
     checked = {name: CHECKS[name](name, value) for name, value in parameters.items() if name in CHECKS}
     _shipped(parameters)

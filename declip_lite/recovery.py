@@ -21,12 +21,13 @@ SPIKE_MIN_RISE = 1.0  # nats: a smaller rise over the median is never a spike, w
 
 
 class LossCrash(FloatingPointError):
-    """The loss at ``step`` was non-finite (``kind="nan"``) or a spike (``kind="spike"``)."""
+    """The loss at ``step`` was non-finite (``kind="nan"``) or a spike (``kind="spike"``), or the
+    weights were non-finite when a checkpoint was due (``kind="weights"``)."""
 
     def __init__(self, step, loss, kind):
         self.step, self.loss, self.kind = step, loss, kind
-        super().__init__(f"Trainer: the loss became {loss} at step {step}"
-                         + (" (a spike)" if kind == "spike" else ""))
+        super().__init__(f"Trainer: the weights became non-finite by step {step}" if kind == "weights" else
+                         f"Trainer: the loss became {loss} at step {step}" + (" (a spike)" if kind == "spike" else ""))
 
 
 def first_crash(rows, earlier, spike_factor):

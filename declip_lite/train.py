@@ -21,7 +21,8 @@ import torch
 from tqdm import tqdm as text_bar
 from tqdm.auto import tqdm as auto_bar
 
-from .checkpoint import load_torch, rng_state, save_json, set_rng_state, write_durably
+from .checkpoint import (ANY_NUMBER, COUNT, FINITE_TENSORS, LIST, NUMBER, OBJECT, POSITIVE, SECONDS, TENSOR,
+                         Optional, load_torch, rng_state, save_json, set_rng_state, write_durably)
 from .distributed import is_main, world
 from .graphed import GraphedUpdate
 from .live import LiveCurves, enabled as live_enabled
@@ -30,6 +31,16 @@ from .recovery import LossCrash, StepBoundaryInterrupt, first_crash, give_up_mes
 
 CHECKPOINT_VERSION = 4  # 2: the tokenizer is saved and checked on load; 3: loads with weights_only=True;
 # 4: the heads' biases and the attention pool follow the reference
+
+# what the files a Trainer writes hold (``checkpoint.checked``): a history JSON and a checkpoint
+ROW = {"step": POSITIVE, "loss": NUMBER}
+EVAL = {"step": COUNT}
+RECOVERY = {"step": POSITIVE, "loss": ANY_NUMBER, "resumed_from": COUNT, "lr_scale": NUMBER}
+HISTORY = {"history": [ROW], "evals": [EVAL], "recoveries": [RECOVERY]}
+CHECKPOINT = {**HISTORY, "step": COUNT, "model": FINITE_TENSORS, "model_config": OBJECT, "objective": FINITE_TENSORS,
+              "optimizer": {"state": OBJECT, "param_groups": [OBJECT]}, "train_config": OBJECT,
+              "tokenizer": Optional(OBJECT), "lr_scale": NUMBER, "final_step": Optional(COUNT), "train_seconds": SECONDS,
+              "rng": {"torch": TENSOR, "numpy": LIST, "python": LIST}}
 
 
 def pick_device(device=None):
@@ -164,14 +175,18 @@ class Trainer:
         self.objective.train()
         lr = self.lr()
         self._set_lr(lr)
-        batch = self.batches.batch(self.step)
-        if self.graphed and self._graph is None:
-            self._graph = self._capture(batch)
-        row = self.update(batch) if self._graph is None else self._graph(batch).clone()
+        row = self.apply(self.batches.batch(self.step))
         self._pending.append(row)
         self._lrs.append(lr)
         self.step += 1
         return dict(zip(self._keys, row.unbind()))
+
+    def apply(self, batch):
+        """The update on ``batch``: a replay of the captured step when there is one (captured on the
+        first call), else :meth:`update`, eagerly. Returns the logged values (see ``update``)."""
+        if self.graphed and self._graph is None:
+            self._graph = self._capture(batch)
+        return self.update(batch) if self._graph is None else self._graph(batch).clone()
 
     def _set_lr(self, lr):
         if self._lr is None:
@@ -185,7 +200,7 @@ class Trainer:
         warning if capture fails on this GPU, unless ``fast='graph'`` asked for it."""
         try:
             self._init_adamw_state()
-            return GraphedUpdate(self.update, batch, self._state_tensors())
+            return GraphedUpdate(self.update, batch, self._state_tensors(), self.device)
         except Exception as e:  # noqa: BLE001 - any capture failure: the eager step is always right
             if self.config.fast == "graph":
                 raise
@@ -247,7 +262,7 @@ class Trainer:
                                                   mininterval=0.1 if watched or sys.stderr.isatty() else 10)  # a log: few lines
         self._live = LiveCurves(bar.desc) if watched else None
         self._tick, self._good, self._fit_started = time.perf_counter(), self._snapshot(), time.perf_counter()
-        with StepBoundaryInterrupt() as interrupt:
+        with StepBoundaryInterrupt() as interrupt, bar:  # the bar closes before any error is printed
             while self.step < total and not interrupt.requested:
                 try:
                     self._fit_step(total, checkpoint, bar)
@@ -257,7 +272,6 @@ class Trainer:
                     self._recover(crash)
                     bar.n = self.step
                     bar.refresh()
-        bar.close()
         if self._live:
             self._live.update(self.history, final=True)
         self.train_seconds, self._fit_started = self.seconds_trained(), None
@@ -347,13 +361,17 @@ class Trainer:
         self._flush()
         if not is_main():
             return
+        weights = [t for m in (self.model, self.objective) for t in m.state_dict().values() if t.is_floating_point()]
+        if not bool(torch.stack([torch.isfinite(t).all() for t in weights]).all()):  # one host read a checkpoint
+            raise LossCrash(self.step, math.nan, "weights")  # never written: the last good checkpoint stays
         state = self.state_dict()
         write_durably(path, lambda f: torch.save(state, f))
 
     def load(self, path):
         """Resume from ``path``: model, objective (heads, queue), optimiser, schedule, RNGs, step."""
         # weights_only: a checkpoint is tensors and plain data, never code to run
-        state = load_torch(path, "delete it to retrain the run from the start", CHECKPOINT_VERSION, self.device)
+        state = load_torch(path, "delete it to retrain the run from the start", CHECKPOINT_VERSION, self.device,
+                           CHECKPOINT)
         if state["model_config"] != asdict(self.model.config):
             raise ValueError(f"Trainer.load: {path!r} was saved from a different model config")
         if state["tokenizer"] != self._tokenizer_state():  # same size, other word ids: silently wrong text

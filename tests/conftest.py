@@ -17,6 +17,15 @@ def tokenizer():
     return shapecaps_tokenizer()
 
 
+@pytest.fixture(scope="session")
+def shared_runs(tmp_path_factory, worker_id):
+    """One runs folder for the whole suite, every pytest-xdist worker included: the notebooks' smoke
+    runs and ``reproduce --scale smoke`` train the same configurations, so each trains once (a run
+    another process holds is waited for and read: ``RunLock``)."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if worker_id != "master" else base) / "shared-runs"
+
+
 def pytest_collection_modifyitems(items):
     """The browser test first, then the notebooks, the later (heavier) ones first. With ``--dist
     worksteal`` (make test) an idle worker takes queued tests from a busy one, so the workers finish

@@ -1,5 +1,6 @@
 """Processes seen through /proc (Linux): the fault tests and bench/soak.py watch workers with these."""
 import pathlib
+import signal
 
 
 def _stat(pid):
@@ -24,3 +25,9 @@ def alive(pid):
         return _stat(pid)[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+def default_sigint():
+    """A child's ``preexec_fn``: SIGINT at its default. A shell starts background jobs (``make test &``,
+    ``nohup``) with SIGINT ignored, children inherit that, and the CLI rightly keeps it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -8,6 +8,7 @@ import json
 import os
 import pathlib
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -25,7 +26,7 @@ from declip_lite.data.captioned import BadInput, CaptionedImages, read_csv, read
 from declip_lite.text.tokenizer import BPETokenizer
 from declip_lite.checkpoint import RunLock
 from declip_lite.train import CHECKPOINT_VERSION
-from processes import alive, children
+from processes import alive, children, default_sigint
 from test_real_data import CAPTIONS, _csv, _png
 from test_train import tiny_run
 
@@ -436,6 +437,8 @@ def test_a_recovery_prints_one_line_and_is_counted_in_records_and_tables(capsys)
 @pytest.mark.parametrize("parameters, named", [
     ({"LIVE_STEPS": -5}, "LIVE_STEPS"),
     ({"RESULTS": "auto", "SHIPPED": "/nonexistent/results"}, r"SHIPPED='/nonexistent/results' is not a folder"),
+    ({"RESULTS": "auto", "SHIPPED": str(ROOT / "results" / "cpu")},
+     r"SHIPPED='.*/results/cpu' holds no shipped scale: it should contain cpu/summary.json or gpu/summary.json"),
 ])
 def test_notebook_parameters_are_checked_where_they_are_declared(parameters, named):
     from declip_lite import notebook
@@ -449,9 +452,11 @@ def test_notebook_parameters_are_checked_where_they_are_declared(parameters, nam
 def test_an_unknown_notebook_parameter_is_refused_by_setup(tmp_path):
     import papermill
 
-    with pytest.raises(papermill.PapermillExecutionError, match="unknown parameter LIVE_STEP: this notebook takes"):
+    with pytest.raises(papermill.PapermillExecutionError, match=r"unknown parameters DEVIC \(did you mean "
+                       r"DEVICE\?\), seed \(did you mean SEED\?\), zzz: this notebook takes"):
         papermill.execute_notebook(str(ROOT / "notebooks" / "00_the_data.ipynb"), str(tmp_path / "out.ipynb"),
-                                   parameters={"SMOKE": True, "LIVE_STEP": 3, "FIG_DIR": str(tmp_path)},
+                                   parameters={"SMOKE": True, "DEVIC": "cpu", "seed": 1, "zzz": 0,
+                                               "FIG_DIR": str(tmp_path)},
                                    cwd=str(ROOT / "notebooks"), progress_bar=False, kernel_name="python3")
 
 
@@ -536,11 +541,15 @@ def test_a_corrupt_or_older_checkpoint_names_itself_and_never_advises_an_unsafe_
 
 
 @pytest.mark.timeout(120)
-def test_ctrl_c_in_the_cli_ends_with_one_line_and_status_130(tmp_path):
-    cli = subprocess.Popen([sys.executable, "-m", "declip_lite.experiments", "clip", "--preset", "smoke", "--set",
-                            "steps=100000", "pairs=64", "eval_n=16", "--runs-dir", str(tmp_path)], cwd=ROOT,
-                           env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True)
+def test_ctrl_c_in_the_cli_ends_with_one_line_and_status_130_even_when_the_suite_runs_in_the_background(tmp_path):
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `make test &` or nohup starts the suite
+    try:
+        cli = subprocess.Popen([sys.executable, "-m", "declip_lite.experiments", "clip", "--preset", "smoke", "--set",
+                                "steps=100000", "pairs=64", "eval_n=16", "--runs-dir", str(tmp_path)], cwd=ROOT,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     deadline = time.time() + 60
     while not list(tmp_path.glob("*.lock")) and time.time() < deadline:
         time.sleep(0.2)
@@ -549,3 +558,56 @@ def test_ctrl_c_in_the_cli_ends_with_one_line_and_status_130(tmp_path):
     out, err = cli.communicate(timeout=60)
     assert cli.returncode == 130, err[-2000:]
     assert "Traceback" not in err and (out + err).count("Interrupted at step") == 1
+
+
+def test_a_runaway_learning_rate_stops_the_cli_with_one_line_and_no_non_finite_checkpoint(tmp_path):
+    cli = subprocess.run([sys.executable, "-m", "declip_lite.experiments", "clip", "--preset", "smoke", "--set",
+                          "lr=1e6", "steps=60", "pairs=64", "batch_size=16", "eval_n=16", "train.flush_every=5",
+                          "train.checkpoint_every=5", "--runs-dir", str(tmp_path)], cwd=ROOT, capture_output=True,
+                         text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=240)
+    assert cli.returncode == 1 and "Traceback" not in cli.stderr, cli.stderr[-2000:]
+    (line,) = [line for line in re.split(r"[\r\n]", cli.stderr) if "loss" in line]  # beside the progress bar
+    assert re.search(r"the loss became \S+ at step \d+; 3 recoveries .* lower the learning rate", line), line
+    for path in tmp_path.glob("*.pt"):  # the last good checkpoint, never a non-finite one
+        state = torch.load(path, weights_only=True)
+        assert all(torch.isfinite(v).all() for m in ("model", "objective") for v in state[m].values()
+                   if v.is_floating_point())
+
+
+def test_a_non_finite_checkpoint_is_never_written(tmp_path):
+    from declip_lite.recovery import LossCrash
+
+    run = tiny_run(steps=2)
+    run.trainer.fit(progress=False)
+    path = tmp_path / "run.pt"
+    run.trainer.save(path)
+    good = path.read_bytes()
+    with torch.no_grad():
+        next(run.model.parameters()).fill_(float("inf"))
+    with pytest.raises(LossCrash, match="the weights became non-finite by step 2"):
+        run.trainer.save(path)
+    assert path.read_bytes() == good
+
+
+def test_a_zero_budget_starts_no_run_and_a_negative_one_is_refused(tmp_path, capsys):
+    from declip_lite.runs import cli
+
+    cli.main(["reproduce", "--scale", "smoke", "--budget", "0", "--out", str(tmp_path), "--runs-dir", str(tmp_path)])
+    summary = json.loads((tmp_path / "smoke" / "summary.json").read_text())
+    assert summary["runs"] == 0 and summary["planned"] > 0
+    assert f"0 of {summary['planned']} runs finished: the budget (0 s) ran out" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["reproduce", "--scale", "smoke", "--budget", "-5", "--out", str(tmp_path)])
+    assert refused.value.code == 2 and "--budget must be seconds >= 0 (0: start no run), got -5" in capsys.readouterr().err
+
+
+def test_make_trainer_seeds_the_initial_weights():
+    from declip_lite.data.loader import shapecaps_tokenizer
+    from declip_lite.data.shapecaps import ShapeCaps
+
+    data, tokenizer = ShapeCaps(64, seed=0), shapecaps_tokenizer()
+    first = experiments.make_trainer(data, tokenizer, "declip", seed=0, device="cpu")
+    torch.rand(100)  # other draws between the calls
+    second = experiments.make_trainer(data, tokenizer, "declip", seed=0, device="cpu")
+    for a, b in ((first.model, second.model), (first.objective, second.objective)):
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))

@@ -20,10 +20,10 @@ spec.loader.exec_module(run_notebooks)
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("notebook", run_notebooks.notebooks(), ids=lambda p: p.stem)
-def test_notebook_runs_in_smoke_mode(notebook, tmp_path):
+def test_notebook_runs_in_smoke_mode(notebook, tmp_path, shared_runs):
     import papermill
 
-    params = {"SMOKE": True, "SEED": 0, "DEVICE": "cpu", "RUNS_DIR": str(tmp_path / "runs"),
+    params = {"SMOKE": True, "SEED": 0, "DEVICE": "cpu", "RUNS_DIR": str(shared_runs),
               "FIG_DIR": str(tmp_path / "figures")}
     declared = papermill.inspect_notebook(str(notebook))  # setup refuses a parameter the notebook lacks
     run_notebooks.execute(notebook, ROOT / "runs" / "tests", {k: v for k, v in params.items() if k in declared},

@@ -241,3 +241,21 @@ def test_step_cost_counts_every_parameter_and_the_adamw_state_they_keep():
     assert declip["parameters"] == sum(p.numel() for m in (run.model, run.objective) for p in m.parameters())
     assert declip["parameters"] > clip["parameters"] and declip["peak_mb"] is None  # heads; no CUDA here
     assert declip["state_mb"] == declip["parameters"] * 16 / 2**20  # weights, gradients, two moments in float32
+
+
+def test_a_record_is_the_same_whatever_jobs_and_the_callers_threads(tmp_path, monkeypatch):
+    from declip_lite.runs import reproduce
+
+    configs = [experiments.RunConfig.of(m, "smoke", 0, **{**TINY, "steps": 8}) for m in ("clip", "declip")]
+    monkeypatch.setattr(reproduce, "plan", lambda scale: configs)
+    monkeypatch.setattr(grids, "model_runs", lambda scale: [])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # a caller's threads, as a shell or `make run` gives them; the workers have one
+    try:
+        alone = reproduce.reproduce("smoke", str(tmp_path / "out1"), str(tmp_path / "runs1"), jobs=1)
+    finally:
+        torch.set_num_threads(before)
+    pooled = reproduce.reproduce("smoke", str(tmp_path / "out2"), str(tmp_path / "runs2"), jobs=2)
+    same = lambda r: {k: v for k, v in r.to_json().items() if not k.endswith("_seconds")}  # noqa: E731
+    assert [same(r) for r in alone] == [same(r) for r in pooled]
+    assert {r.threads for r in alone + pooled} == {1}

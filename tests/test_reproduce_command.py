@@ -3,6 +3,7 @@ results/smoke/ (records with thinned histories, a summary with verdicts); rerun,
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -16,8 +17,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.timeout(600)
-def test_the_gpu_check_runs_at_smoke_scale_on_a_cpu_and_brings_back_eight_files(tmp_path):
-    env = {**os.environ, "OUT": str(tmp_path / "out"), "PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": ""}
+def test_the_gpu_check_runs_at_smoke_scale_on_a_cpu_and_brings_back_eight_files(tmp_path, shared_runs):
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": "",
+           "RUNS_DIR": str(shared_runs)}
     done = subprocess.run(["bash", "bench/gpu_check.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
@@ -32,8 +34,8 @@ def test_the_gpu_check_runs_at_smoke_scale_on_a_cpu_and_brings_back_eight_files(
 
 
 @pytest.mark.timeout(600)
-def test_make_reproduce_smoke_writes_every_record_and_resumes_without_training(tmp_path, monkeypatch):
-    out, runs = tmp_path / "results", tmp_path / "runs"
+def test_make_reproduce_smoke_writes_every_record_and_resumes_without_training(tmp_path, monkeypatch, shared_runs):
+    out, runs = tmp_path / "results", shared_runs  # the notebooks' smoke tests train many of these runs too
     done = subprocess.run(["make", "-s", "reproduce", "SCALE=smoke", "JOBS=2",
                            f"REPRODUCE_ARGS=--out {out} --runs-dir {runs}"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -68,10 +70,11 @@ def check_shipped_results_give_what_training_gave(out, runs):
         assert run.trainer.history == json.loads((out / "smoke" / "records" / f"{config.name}.json").read_text())["history"]
     live = shipped.train(grids.model_runs("smoke")[0], runs_dir=None, device="cpu", shipped_from=folder, live_steps=3)
     assert [r["step"] for r in live.live_history] == [1, 2, 3] and live.trainer.history[-1]["step"] > 3
-    with pytest.raises(FileNotFoundError, match="only seed 0's are shipped"):
-        shipped.train(grids.spec("clip", grids.SCALES["smoke"], 7), runs_dir=None, device="cpu", shipped_from=folder)
-    with pytest.raises(FileNotFoundError, match="no shipped record of clip seed 7"):
-        shipped.records([grids.spec("clip", grids.SCALES["smoke"], 7)], folder, None)
+    unshipped = grids.spec("clip", grids.SCALES["smoke"], 7)  # what the folder lacks trains here, and says so
+    trained = shipped.train(unshipped, runs_dir=str(runs), device="cpu", shipped_from=folder)
+    assert trained.trainer.step == unshipped.preset.steps and trained.record.name == unshipped.name
+    (record,) = shipped.records([unshipped], folder, str(runs))  # read from the cache the line above filled
+    assert record == trained.record
 
 
 def test_the_committed_checkpoints_stay_under_20_mb_and_cover_every_run_a_notebook_draws():
@@ -80,10 +83,19 @@ def test_the_committed_checkpoints_stay_under_20_mb_and_cover_every_run_a_notebo
     assert {p.stem for p in weights} >= {c.name for c in grids.model_runs("cpu")}
 
 
+def ship(folder, runs=3, planned=3, records=(), weights=()):
+    """A shipped reproduction in ``folder``: a valid summary, and empty files named as the runs'."""
+    for kind, configs, ext in (("records", records, ".json"), ("weights", weights, ".pt")):
+        (folder / kind).mkdir(parents=True, exist_ok=True)
+        for c in configs:
+            (folder / kind / (c.name + ext)).touch()
+    (folder / "summary.json").write_text(json.dumps({
+        "scale": folder.name, "runs": runs, "planned": planned, "hardware": "CPU (x86_64, 1 threads)",
+        "commit": "abcdef1234567", "seconds": 1.0, "headline": {}, "summaries": []}))
+
+
 def test_a_notebook_reads_shipped_results_only_on_a_cpu_in_full_mode_when_asked(tmp_path, capsys):
-    (tmp_path / "cpu").mkdir()
-    (tmp_path / "cpu" / "summary.json").write_text(json.dumps({"runs": 3, "hardware": "CPU (x86_64, 1 threads)",
-                                                               "commit": "abcdef1234567"}))
+    ship(tmp_path / "cpu")
     assert shipped.source("auto", False, "cpu", str(tmp_path)) == str(tmp_path / "cpu")
     assert "shipped results: " in capsys.readouterr().out
     assert shipped.source("train", False, "cpu", str(tmp_path)) is None
@@ -93,20 +105,23 @@ def test_a_notebook_reads_shipped_results_only_on_a_cpu_in_full_mode_when_asked(
         shipped.source("yes", False, "cpu", str(tmp_path))
 
 
-def test_the_grids_read_a_complete_gpu_reproduction_first_and_a_gpu_trains_a_notebooks_own_runs(tmp_path):
-    def ship(scale, runs, planned):
-        (tmp_path / scale).mkdir(exist_ok=True)
-        (tmp_path / scale / "summary.json").write_text(json.dumps({"runs": runs, "planned": planned,
-                                                                   "hardware": "H200", "commit": "abcdef1234567"}))
-    ship("cpu", 3, 3)
-    ship("gpu", 100, 144)  # a partial gpu reproduction is never read
-    assert shipped.source("auto", False, "cpu", str(tmp_path), grids=True) == str(tmp_path / "cpu")
-    assert shipped.source("auto", False, "cuda", str(tmp_path), grids=True) is None  # a GPU trains the grids
-    ship("gpu", 144, 144)
-    assert shipped.source("auto", False, "cpu", str(tmp_path), grids=True) == str(tmp_path / "gpu")
-    assert shipped.source("auto", False, "cuda", str(tmp_path), grids=True) == str(tmp_path / "gpu")
+def test_each_notebook_reads_the_largest_scale_that_holds_what_it_needs_and_trains_only_what_is_missing(
+        tmp_path, capsys):
+    needs = {s: grids.notebook_needs("07", s) for s in ("cpu", "gpu")}
+    ship(tmp_path / "cpu", records=needs["cpu"][0], weights=needs["cpu"][1])
+    ship(tmp_path / "gpu", 122, 144, records=needs["gpu"][0])  # every record notebook 07 reads, no weights
+    assert shipped.source("auto", False, "cpu", str(tmp_path), notebook="07") == str(tmp_path / "cpu")
+    assert shipped.source("auto", False, "cuda", str(tmp_path), notebook="07") == str(tmp_path / "gpu")
+    assert "it lacks 0 of the records and 3 of the models notebook 07 needs, which train here" in capsys.readouterr().out
+    assert shipped.lacking(str(tmp_path / "gpu"), "07") == ([], needs["gpu"][1])
+    assert shipped.lacking(str(tmp_path / "gpu"), "08")[0]  # notebook 08's grids are not all there
+    ship(tmp_path / "gpu", 122, 144, records=needs["gpu"][0], weights=needs["gpu"][1])
+    assert shipped.source("auto", False, "cpu", str(tmp_path), notebook="07") == str(tmp_path / "gpu")
+    assert shipped.source("auto", False, "cpu", str(tmp_path), notebook="08") == str(tmp_path / "cpu")
     assert shipped.source("auto", False, "cpu", str(tmp_path)) == str(tmp_path / "cpu")  # 01-06: the cpu runs
     assert shipped.source("auto", False, "cuda", str(tmp_path)) is None  # 01-06 on a GPU: trained live
+    shutil.rmtree(tmp_path / "gpu")
+    assert shipped.source("auto", False, "cuda", str(tmp_path), notebook="07") is None  # nothing to read: train
 
 
 def test_a_thinned_history_keeps_its_ends_and_at_most_the_points_asked():

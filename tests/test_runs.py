@@ -148,6 +148,6 @@ class Broken(Objective):
 def test_a_failing_run_does_not_stop_the_others_and_is_named_at_the_end(tmp_path):
     configs = [experiments.RunConfig.of("broken", "smoke", 0, **TINY), experiments.RunConfig.of("clip", "smoke", 0, **TINY)]
     finished = []
-    with pytest.raises(RuntimeError, match=r"1 of 2 runs failed .*broken-s0-\w+: FloatingPointError: the broken"):
+    with pytest.raises(RuntimeError, match=r"(?s)1 of 2 runs failed .*broken-s0-\w+: FloatingPointError: the broken"):
         experiments.run_grid(configs, str(tmp_path), "cpu", progress=False, on_record=lambda c, r: finished.append(c))
     assert finished == configs[1:] and (tmp_path / (configs[1].name + ".json")).exists()  # the good run is kept

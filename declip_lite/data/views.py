@@ -11,6 +11,8 @@ swaps left/right in the caption instead; that fixes relations but not a mirrored
 ``moco_v2_transform`` is the same view for one PIL image or tensor, from torchvision's v2
 transforms, for real-image datasets.
 """
+import functools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -39,6 +41,13 @@ AUGMENTATIONS = {
 
 _LUMA = torch.tensor([0.299, 0.587, 0.114])
 _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+
+
+@functools.lru_cache(maxsize=None)
+def _colour_matrices(device):
+    """Luma, RGB->YIQ and its inverse on ``device``, made once: a step copies and inverts nothing
+    (on CUDA each would wait for the host)."""
+    return _LUMA.to(device), _YIQ.to(device), torch.linalg.inv(_YIQ).to(device)
 
 
 def object_boxes(scenes):
@@ -74,7 +83,8 @@ def _colour_jitter(img, aug, g):
     B = len(img)
     b, c, s, h = aug.jitter
     factor = lambda a: 1 + (torch.rand(B, 1, 1, 1, **g) * 2 - 1) * a  # noqa: E731
-    luma = _LUMA.to(img.device)[None, :, None, None]
+    luma_rgb, yiq, yiq_inverse = _colour_matrices(img.device)
+    luma = luma_rgb[None, :, None, None]
     out = img * factor(b)
     mean = (out * luma).sum(1, keepdim=True).mean((2, 3), keepdim=True)
     out = (out - mean) * factor(c) + mean
@@ -85,16 +95,16 @@ def _colour_jitter(img, aug, g):
         cos, sin = angle.cos(), angle.sin()
         rot = torch.zeros(B, 3, 3, device=img.device)
         rot[:, 0, 0], rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = 1, cos, -sin, sin, cos
-        yiq = _YIQ.to(img.device)
-        m = torch.linalg.inv(yiq) @ rot @ yiq
+        m = yiq_inverse @ rot @ yiq
         out = torch.einsum("bij,bjhw->bihw", m, out).clamp(0, 1)
     return out
 
 
-def _blur(img, sigma):
-    """Per-sample Gaussian blur as two grouped 1-D convolutions."""
+def _blur(img, sigma, sigma_max):
+    """Per-sample Gaussian blur as two grouped 1-D convolutions, over 3 of the largest possible
+    ``sigma_max`` each side (a size known on the host: no read of ``sigma``)."""
     B, C, S, _ = img.shape
-    k = 2 * int(torch.ceil(3 * sigma.max()).clamp_min(1)) + 1
+    k = 2 * max(1, math.ceil(3 * sigma_max)) + 1
     x = torch.arange(k, device=img.device) - k // 2
     kern = torch.exp(-(x[None] ** 2) / (2 * sigma[:, None] ** 2))
     kern = (kern / kern.sum(1, keepdim=True)).repeat_interleave(C, 0)
@@ -123,11 +133,12 @@ def augment(images, aug, generator=None, boxes=None, flipped=None):
         out = torch.where(on, _colour_jitter(out, aug, g), out)
     if aug.p_gray > 0:
         on = torch.rand(B, 1, 1, 1, **g) < aug.p_gray
-        out = torch.where(on, (out * _LUMA.to(out.device)[None, :, None, None]).sum(1, keepdim=True).expand_as(out), out)
+        luma = _colour_matrices(out.device)[0][None, :, None, None]
+        out = torch.where(on, (out * luma).sum(1, keepdim=True).expand_as(out), out)
     if aug.p_blur > 0:  # MoCo's sigma 0.1-2 px at 224 px, scaled to this image size
         sigma = (0.1 + 1.9 * torch.rand(B, **g)) * S / 224
         on = torch.rand(B, 1, 1, 1, **g) < aug.p_blur
-        out = torch.where(on, _blur(out, sigma.clamp_min(0.05)), out)
+        out = torch.where(on, _blur(out, sigma.clamp_min(0.05), max(0.05, 2.0 * S / 224)), out)
     return out
 
 

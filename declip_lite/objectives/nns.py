@@ -29,7 +29,10 @@ class NNQueue(nn.Module):
 
     @torch.no_grad()
     def similarities(self, text, ids=None):
-        sim = F.normalize(text.float(), dim=-1) @ self.features.T
+        """Cosines of each row with every queue entry, in float32 even under bf16 autocast (where
+        a third of the look-ups would tie for the top two)."""
+        with torch.autocast(text.device.type, enabled=False):
+            sim = F.normalize(text.float(), dim=-1) @ self.features.float().T
         if self.exclude_self and ids is not None:
             sim = sim.masked_fill(self.ids[None] == ids[:, None], -2.0)
         return sim

@@ -55,7 +55,9 @@ def make_trainer(dataset, tokenizer, method="clip", preset="smoke", tasks=None, 
                  augmentation="clip", model_overrides=None, objective_options=None, eda=None, train_overrides=None):
     """Model, objective, batches and Trainer for ``method`` on any captioned dataset (ShapeCaps,
     a filtered subset, :class:`CaptionedImages`), evaluated on the zero-shot ``tasks`` if given.
+    ``seed`` seeds the initial weights (and every RNG, as ``build`` does), whatever was drawn before.
     ``train_overrides``: any other :class:`TrainConfig` field (grad_clip, sync_batchnorm, ...)."""
+    seed_everything(seed)
     preset = _preset(preset, {})
     config = model_config(preset.model, vocab_size=tokenizer.vocab_size, image_size=preset.image_size,
                           context_length=tokenizer.context_length, eot_id=tokenizer.eot_id, **(model_overrides or {}))
@@ -116,25 +118,36 @@ def hardware(device):
 
 def step_cost(method="clip", preset="smoke", timed_steps=20, warmup_steps=5, device=None, **options):
     """What one training step of a fresh (untrained, uncached) run costs, after ``warmup_steps``:
-    ``seconds``; ``parameters`` (model and objective); ``state_mb``, what training keeps between
-    steps (weights, gradients and AdamW's two moments, float32); ``peak_mb``, the device's peak
-    allocation during the timed steps (CUDA only, else None). ``method``, ``options``: ``build``'s."""
+    ``seconds``, the step's compute: wall-clock on a CPU (the host is the device, batch making
+    included), the update's own device time between CUDA events on a GPU (the captured step is
+    launch-bound: the host's work between replays would hide what the model costs); ``parameters``
+    (model and objective); ``state_mb``, what training keeps between steps (weights, gradients and
+    AdamW's two moments, float32); ``peak_mb``, the device's peak allocation during the timed steps
+    (CUDA only, else None). ``method``, ``options``: ``build``'s."""
     trainer = build(method, preset, 0, device, **options).trainer
     for _ in range(warmup_steps):
         trainer.train_step()
-    cuda = trainer.device.type == "cuda"
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    sync()
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(trainer.device)
-    start = time.perf_counter()
-    for _ in range(timed_steps):
-        trainer.train_step()
-    sync()
-    seconds = (time.perf_counter() - start) / timed_steps
     parameters = sum(p.numel() for m in (trainer.model, trainer.objective) for p in m.parameters())
-    return {"seconds": seconds, "parameters": parameters, "state_mb": 4 * 4 * parameters / 2**20,
-            "peak_mb": torch.cuda.max_memory_allocated(trainer.device) / 2**20 if cuda else None}
+    cost = {"parameters": parameters, "state_mb": 4 * 4 * parameters / 2**20, "peak_mb": None}
+    if trainer.device.type != "cuda":
+        start = time.perf_counter()
+        for _ in range(timed_steps):
+            trainer.train_step()
+        return {**cost, "seconds": (time.perf_counter() - start) / timed_steps}
+    with torch.cuda.device(trainer.device):
+        torch.cuda.synchronize(trainer.device)
+        torch.cuda.reset_peak_memory_stats(trainer.device)
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                  for _ in range(timed_steps)]
+        for start, end in events:
+            batch = trainer.batches.batch(trainer.step)
+            start.record()
+            trainer.apply(batch)
+            end.record()
+            trainer.step += 1
+        torch.cuda.synchronize(trainer.device)
+    seconds = sum(start.elapsed_time(end) for start, end in events) / 1e3 / timed_steps
+    return {**cost, "seconds": seconds, "peak_mb": torch.cuda.max_memory_allocated(trainer.device) / 2**20}
 
 
 def step_seconds(method="clip", preset="smoke", timed_steps=20, warmup_steps=5, device=None, **options):

@@ -11,7 +11,7 @@ from ..checkpoint import save_json
 from ..objectives import objective_names
 from .config import PRESETS, RunConfig, SettingError, sections
 from .pipelines import train_csv
-from .pool import run_grid
+from .pool import RunsFailed, run_grid
 from . import readme
 from .reproduce import reproduce
 
@@ -61,18 +61,24 @@ def reproduce_main(argv):
     parser.add_argument("--device", default=None)
     parser.add_argument("--budget", type=float, default=None, help="seconds after which no run starts")
     args = parser.parse_args(argv)
+    if args.budget is not None and not args.budget >= 0:  # NaN too
+        parser.error(f"--budget must be seconds >= 0 (0: start no run), got {args.budget:g}")
     reproduce(args.scale, args.out, args.runs_dir, args.jobs, args.device,
               command=" ".join(["python -m declip_lite.experiments reproduce", *argv]), budget=args.budget)
 
 
 def main(argv=None):
-    """The CLI. Ctrl-C ends it with one line (the Trainer's: where it stopped and saved) and exit status 130."""
+    """The CLI. Ctrl-C ends it with one line (the Trainer's: where it stopped and saved) and exit status 130;
+    runs that failed (a loss that recovery could not save) end it with one line each and status 1."""
     try:
         run_command(sys.argv[1:] if argv is None else argv)
     except KeyboardInterrupt as e:
         if not e.args:  # outside training: nothing has said so yet
             print("Interrupted.", file=sys.stderr, flush=True)
         sys.exit(130)
+    except RunsFailed as e:
+        print(e, file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 def run_command(argv):

@@ -15,10 +15,14 @@ import torch
 from ..objectives import objective_class
 from .cache import finished_record, train
 from .config import RunConfig
-from .records import Record, Records
+from .records import Records
 
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+class RunsFailed(RuntimeError):
+    """Runs of a grid that failed, one line each (the others finished and are cached)."""
 
 
 def _record(config, runs_dir, device, progress, plugin=None, deadline=None):
@@ -27,9 +31,9 @@ def _record(config, runs_dir, device, progress, plugin=None, deadline=None):
     registers the objective, imported first in a fresh worker process."""
     if plugin:
         importlib.import_module(plugin)
-    data = runs_dir and finished_record(os.path.join(runs_dir, config.name + ".json"))
-    if data:  # a damaged one is rebuilt by ``train``, which says so
-        return Record.from_json(data)
+    record = runs_dir and finished_record(os.path.join(runs_dir, config.name))
+    if record:  # a damaged one is rebuilt by ``train``, which says so
+        return record
     if deadline is not None and time.time() > deadline:
         return None
     return train(config, runs_dir=runs_dir, device=device, progress=progress).record
@@ -105,7 +109,7 @@ def run_grid(configs, runs_dir="data/runs", device=None, jobs=1, progress=True, 
             for c in wave:
                 finished(c, lambda: _record(c, runs_dir, device, progress, deadline=deadline))
     if failed:
-        raise RuntimeError(f"run_grid: {len(failed)} of {len(records) + len(failed)} runs failed (the others are "
-                           f"cached; run again to retry): " + "; ".join(f"{name}: {type(e).__name__}: {e}"
-                                                                      for name, e in failed.items()))
+        lines = [f"{name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}" for name, e in failed.items()]
+        head = f"{len(failed)} of {len(records) + len(failed)} runs failed (the others are cached; fix and rerun):"
+        raise RunsFailed("\n".join([head, *lines]) if len(records) + len(failed) > 1 else lines[0])
     return Records(records[c] for c in configs if c in records)

@@ -15,8 +15,8 @@ import re
 
 from .. import grids, report
 from ..checkpoint import read_json
-from .records import Records
-from .reproduce import small_data_rows
+from .records import Record, Records
+from .reproduce import SUMMARY, small_data_rows
 from .shipped import FIX
 
 BLOCK = re.compile(r"(<!-- (results|bench|drift): (\S+) -->\n)(.*?)(<!-- end -->)", re.S)
@@ -26,7 +26,8 @@ TASK_COLUMNS = ("shape", "colour", "count", "composition")
 def load(folder):
     """(summary, Records) of a ``reproduce`` output folder."""
     paths = sorted(glob.glob(os.path.join(folder, "records", "*.json")))
-    return read_json(os.path.join(folder, "summary.json"), FIX), Records.load([read_json(p, FIX) for p in paths])
+    summary = read_json(os.path.join(folder, "summary.json"), FIX, SUMMARY)
+    return summary, Records(Record.from_json(read_json(p, FIX), p, FIX) for p in paths)
 
 
 def finished(summary, records):

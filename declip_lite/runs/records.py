@@ -9,9 +9,17 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields
 
+from ..checkpoint import COUNT, NUMBER, OBJECT, POSITIVE, SCORE, SECONDS, TEXT, MapOf, Optional, checked
+from ..train import EVAL, RECOVERY, ROW
 from .config import Preset
 
 SCORES = ("zero_shot", "zero_shot_own", "zero_shot_filip", "single_prompt", "linear_probe", "transfer")
+PRESET = {"pairs": POSITIVE, "steps": COUNT, "batch_size": POSITIVE, "warmup": COUNT, "eval_n": POSITIVE,
+          "eval_every": COUNT, "lr": Optional(NUMBER), "image_size": Optional(POSITIVE), "model": Optional(TEXT)}
+RECORD = {"name": TEXT, "method": TEXT, "seed": COUNT, "preset": PRESET, "options": OBJECT, "zero_shot": MapOf(SCORE),
+          **{s: Optional(MapOf(SCORE)) for s in SCORES[1:]},
+          "train_seconds": Optional(SECONDS), "total_seconds": Optional(SECONDS), "threads": Optional(POSITIVE),
+          "recoveries": Optional([RECOVERY]), "evals": Optional([EVAL]), "history": Optional([ROW])}
 
 
 def _plain(value):
@@ -69,6 +77,7 @@ class Record(_Setting):
     train_seconds: float = None  # the Trainer's steps, resumes added up
     total_seconds: float = None  # building, training, evaluating and writing the run, in this process
     pairs_seen: int = None
+    threads: int = None          # the CPU's intra-op threads it trained with (``cache.RUN_THREADS``)
     recoveries: list = None       # each loss-crash recovery: step, loss, kind, resumed_from, lr_scale
     filter_report: dict = None   # what the data filter kept (``filtering.keep_matched``)
     scorer: str = None           # how the objective scores zero-shot ("global" or "token-wise")
@@ -81,9 +90,13 @@ class Record(_Setting):
     evals: list = None           # the evaluations during training
 
     @classmethod
-    def from_json(cls, data):
-        known = {f.name for f in fields(cls)}
-        return cls(**{**{k: v for k, v in data.items() if k in known}, "preset": Preset(**data["preset"])})
+    def from_json(cls, data, source="a record", fix="rerun the command that wrote it"):
+        """The record in JSON ``data``, checked first: a :class:`DamagedFile` naming ``source`` (its
+        file), the fault and ``fix`` when a key is missing or a value has the wrong type or is impossible."""
+        checked(data, RECORD, source, fix)
+        known, preset = {f.name for f in fields(cls)}, {f.name for f in fields(Preset)}
+        return cls(**{**{k: v for k, v in data.items() if k in known},
+                      "preset": Preset(**{k: v for k, v in data["preset"].items() if k in preset})})
 
     def to_json(self):
         return json.loads(json.dumps(asdict(self)))
@@ -126,10 +139,12 @@ class Records(Rows):
     """Run records (``Records.load``, ``run_grid``), queried with ``where``/``one``."""
 
     @classmethod
-    def load(cls, data):
-        """From JSON data (a list of record dicts, or a ``--summary`` file's {"runs": [...]}) or Records."""
-        data = data["runs"] if isinstance(data, dict) else data
-        return cls(r if isinstance(r, Record) else Record.from_json(r) for r in data)
+    def load(cls, data, source="records"):
+        """From JSON data (a list of record dicts, or a ``--summary`` file's {"runs": [...]}) or Records;
+        ``source`` (their file) names a damaged one."""
+        data = checked(data, {"runs": [OBJECT]}, source, "rerun the command that wrote it")["runs"] \
+            if isinstance(data, dict) else data
+        return cls(r if isinstance(r, Record) else Record.from_json(r, f"{source}[{i}]") for i, r in enumerate(data))
 
     def summarise(self, field="zero_shot"):
         """One :class:`Summary` per setting (everything but the seed) of the records that have

@@ -12,11 +12,23 @@ import time
 import torch
 
 from .. import grids, report
-from ..checkpoint import load_torch, read_json, save_json, write_durably
-from .build import commit
+from ..checkpoint import (COUNT, FINITE_TENSORS, NUMBER, OBJECT, SCORE, SECONDS, TENSORS, TEXT, MapOf, Optional,
+                          load_torch, read_json, save_json, write_durably)
+from ..train import CHECKPOINT, HISTORY, pick_device
+from .build import commit, hardware
+from .cache import RUN_THREADS
 from .pool import run_grid
 
 HISTORY_POINTS = 200
+
+# what the files it ships hold (``checkpoint.checked``): the summary and the bf16 weights
+COMPARISON = {"difference": NUMBER, "low": Optional(NUMBER), "high": Optional(NUMBER), "seeds": COUNT, "verdict": TEXT}
+SUMMARY = {"scale": TEXT, "hardware": TEXT, "commit": TEXT, "runs": COUNT, "planned": Optional(COUNT),
+           "seconds": SECONDS, "headline": MapOf(COMPARISON),
+           "summaries": [{"method": TEXT, "pairs": COUNT, "steps": COUNT, "encoder": TEXT, "options": OBJECT,
+                          "seeds": [COUNT], "zero_shot": MapOf([SCORE])}]}
+WEIGHTS = {"model": FINITE_TENSORS, "objective": TENSORS, "step": COUNT, "model_config": OBJECT,
+           "tokenizer": OBJECT}
 
 
 def plan(scale):
@@ -37,7 +49,7 @@ def thinned(history, points=HISTORY_POINTS):
 
 def export_weights(checkpoint, path):
     """The model's and the objective's weights of a training checkpoint, in bf16 (a quarter of it)."""
-    state = load_torch(checkpoint, "delete it to retrain the run")
+    state = load_torch(checkpoint, "delete it to retrain the run", schema=CHECKPOINT)
     compact = lambda d: {k: v.bfloat16() if v.is_floating_point() else v for k, v in d.items()}  # noqa: E731
     weights = {"model": compact(state["model"]), "objective": compact(state["objective"]), "step": state["step"],
                "model_config": state["model_config"], "tokenizer": state["tokenizer"]}
@@ -71,7 +83,9 @@ def recovered(record):
 def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device=None, command=None, budget=None):
     """Train (or load) every run of ``scale``; write ``out/<scale>/``; return the Records.
     ``command``: how it was called, for the summary. ``budget``: seconds after which no run starts
-    (the summary then says how many of the plan finished; rerun to train the rest)."""
+    (the summary then says how many of the plan finished; rerun to train the rest); 0 starts none."""
+    if budget is not None and not (isinstance(budget, (int, float)) and budget >= 0):
+        raise ValueError(f"--budget must be a number of seconds >= 0, got {budget!r}")
     configs = plan(scale)
     total = len(set(configs) | {c.scorer for c in configs if c.scorer is not None})  # filters' scorers too
     where = os.path.join(out, scale)
@@ -84,7 +98,7 @@ def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device
         history_path = os.path.join(runs_dir, config.name + ".history.json")
         if os.path.exists(history_path):
             fix = f"delete it and {config.name}.json beside it: the next call rebuilds both from the checkpoint"
-            data["history"] = thinned(read_json(history_path, fix)["history"])
+            data["history"] = thinned(read_json(history_path, fix, HISTORY)["history"])
         save_json(data, os.path.join(where, "records", config.name + ".json"))
         seconds = f"{record.train_seconds or 0:5.1f}/{record.total_seconds or 0:5.1f} s"
         print(f"[{len(done):3d}/{total}] {time.perf_counter() - start:6.0f} s  {config.method:12s} "
@@ -100,8 +114,11 @@ def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device
     comparisons = headline(records, scale)
     for method, c in comparisons.items():
         print(f"{method} - clip: {c}")
-    save_json({"scale": scale, "hardware": records[0].hardware, "commit": commit(), "torch": torch.__version__,
-               "python": platform.python_version(), "threads": torch.get_num_threads(), "jobs": jobs,
+    if len(done) < total:
+        print(f"{len(records)} of {total} runs finished: the budget ({budget:g} s) ran out before the rest started; "
+              f"rerun the same command to train them", flush=True)
+    save_json({"scale": scale, "hardware": records[0].hardware if records else hardware(pick_device(device)), "commit": commit(), "torch": torch.__version__,
+               "python": platform.python_version(), "threads": RUN_THREADS, "jobs": jobs,
                "command": command,
                "seconds": time.perf_counter() - start, "runs": len(done), "planned": total, "budget": budget,
                # summed over the runs trained (not loaded) by whatever machine made each record

@@ -1,12 +1,13 @@
 """Shipped results: where a notebook's full-mode numbers come from. With ``RESULTS="auto"`` it
 reads what ``reproduce`` committed to ``results/<scale>/`` (records and weights) and draws the same
 figures from them as from a fresh run: on a CPU always, on a GPU the grids of notebooks 07-08
-when a complete gpu reproduction is shipped (see :func:`source`); otherwise it trains."""
+from ``results/gpu`` (see :func:`source`). What the folder lacks is trained here, and said."""
 import os
 from dataclasses import asdict
 
 import torch
 
+from .. import grids
 from ..checkpoint import load_torch, read_json
 from ..notebook import ParameterError
 from . import cache
@@ -14,39 +15,67 @@ from .build import build, run_label
 from .config import run_config
 from .pool import run_grid
 from .records import Record, Records
+from .reproduce import SUMMARY, WEIGHTS
 
 SCALES_LARGEST_FIRST = ("gpu", "cpu")
 FIX = "`git checkout results/` restores the shipped file, or `make reproduce SCALE=cpu` makes it again"
 
 
+def _summary(folder):
+    """The summary of the reproduction in ``folder`` (checked), or None when there is none."""
+    path = os.path.join(folder, "summary.json")
+    return read_json(path, FIX, SUMMARY) if os.path.exists(path) else None
+
+
 def _complete(folder):
     """The summary of ``folder`` when its reproduction finished every planned run, else None."""
-    path = os.path.join(folder, "summary.json")
-    if not os.path.exists(path):
-        return None
-    summary = read_json(path, FIX)
-    return summary if summary["runs"] >= summary.get("planned", summary["runs"]) else None
+    summary = _summary(folder)
+    return summary if summary and summary["runs"] >= summary.get("planned", summary["runs"]) else None
 
 
-def source(results, smoke, device, shipped_dir="../results", grids=False):
-    """The shipped folder to read, or None to train here. A notebook's own runs (``grids=False``)
-    train on a GPU and are read from ``results/cpu`` on a CPU; the grids of notebooks 07-08
-    (``grids=True``) are read from the largest complete scale shipped (gpu, else cpu), on any device,
-    or trained where none is. ``RESULTS="train"`` and smoke mode always train."""
+def lacking(folder, notebook, seed=0):
+    """(records, weights): the runs notebook ``"07"`` or ``"08"`` needs that ``folder`` does not ship."""
+    records, models = grids.notebook_needs(notebook, scale_of(folder), seed)
+    missing = lambda configs, kind, ext: [c for c in configs  # noqa: E731
+                                          if not os.path.exists(os.path.join(folder, kind, c.name + ext))]
+    return missing(records, "records", ".json"), missing(models, "weights", ".pt")
+
+
+def source(results, smoke, device, shipped_dir="../results", notebook=None, seed=0):
+    """The shipped folder to read, or None to train here. A notebook's own runs (01-06,
+    ``notebook=None``) train on a GPU and are read from a complete ``results/cpu`` on a CPU. The
+    grids of notebook ``"07"`` or ``"08"`` are read from the largest scale shipped that holds every
+    record and weight the notebook needs at ``seed`` (gpu, else cpu; on a GPU only gpu); where none
+    holds all, from the smallest one shipped, and the runs it lacks train here (it says which).
+    ``RESULTS="train"`` and smoke mode always train."""
     if results not in ("auto", "train"):
         raise ParameterError(f"parameter RESULTS must be 'auto' or 'train', got {results!r}")
     cuda = torch.device(device).type == "cuda"
-    if results == "train" or smoke or (cuda and not grids):
+    if results == "train" or smoke or (cuda and notebook is None):
         return None
-    scales = SCALES_LARGEST_FIRST if grids else ("cpu",)
-    found = [(os.path.join(shipped_dir, s), _complete(os.path.join(shipped_dir, s))) for s in scales]
-    found = [(folder, summary) for folder, summary in found if summary and not (cuda and scale_of(folder) != "gpu")]
-    if not found:
+    if notebook is None:
+        folder = os.path.join(shipped_dir, "cpu")
+        return _say(folder, _complete(folder), "")
+    shipped = [(folder, summary) for s in (("gpu",) if cuda else SCALES_LARGEST_FIRST)
+               if (summary := _summary(folder := os.path.join(shipped_dir, s)))]
+    for folder, summary in shipped:
+        records, weights = lacking(folder, notebook, seed)
+        if not records and not weights:
+            return _say(folder, summary, "")
+    if not shipped:
         return None
-    folder, summary = found[0]
-    print(f"shipped results: {folder} ({summary['runs']} runs on {summary['hardware']}, commit "
-          f"{summary['commit'][:10]}); RESULTS='train' trains them on this machine instead")
-    return folder
+    folder, summary = shipped[-1]
+    records, weights = lacking(folder, notebook, seed)
+    return _say(folder, summary, f"; it lacks {len(records)} of the records and {len(weights)} of the models notebook "
+                                 f"{notebook} needs, which train here")
+
+
+def _say(folder, summary, more):
+    if summary:
+        print(f"shipped results: {folder} ({summary['runs']} runs on {summary['hardware']}, commit "
+              f"{summary['commit'][:10]}){more}; RESULTS='train' trains them on this machine instead")
+        return folder
+    return None
 
 
 def scale_of(folder):
@@ -54,18 +83,27 @@ def scale_of(folder):
 
 
 def _shipped_json(config, folder):
+    """The shipped record of ``config`` as JSON data, checked (``Record.from_json``)."""
     path = os.path.join(folder, "records", config.name + ".json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no shipped record of {config.method} seed {config.seed}; they were "
                                 f"made by other code (rerun `make reproduce`) or set RESULTS='train'")
-    return read_json(path, FIX)
+    data = read_json(path, FIX)
+    Record.from_json(data, path, FIX)
+    return data
 
 
 def records(configs, folder, runs_dir, device=None, jobs=1):
-    """The runs' records: read from ``folder`` when given (each must be there), else ``run_grid``."""
+    """The runs' records: read from ``folder`` when given, else ``run_grid``; the runs ``folder``
+    lacks are trained here (``run_grid``, in ``runs_dir``), and it says which."""
     if folder is None:
         return run_grid(configs, runs_dir, device, jobs)
-    return Records(Record.from_json(_shipped_json(config, folder)) for config in configs)
+    missing = [c for c in configs if not os.path.exists(os.path.join(folder, "records", c.name + ".json"))]
+    if missing:
+        print(f"{folder} lacks {len(missing)} of these {len(configs)} runs ({', '.join(c.name for c in missing[:3])}"
+              f"{', ...' if len(missing) > 3 else ''}): training them here", flush=True)
+    trained = dict(zip(missing, run_grid(missing, runs_dir, device, jobs))) if missing else {}
+    return Records(trained.get(c) or Record.from_json(_shipped_json(c, folder)) for c in configs)
 
 
 def train(method="clip", preset="smoke", seed=0, runs_dir="data/runs", device=None, shipped_from=None, live_steps=0,
@@ -86,13 +124,14 @@ def fit(run, runs_dir="data/runs", shipped_from=None, live_steps=0):
     config = run.config
     path = os.path.join(shipped_from, "weights", config.name + ".pt")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no shipped weights of {config.method} seed {config.seed} (only seed 0's "
-                                f"are shipped); set SEED = 0 or RESULTS='train'")
+        print(f"{path}: not shipped (weights are shipped for seed 0 of the runs notebooks draw): training "
+              f"{config.method} seed {config.seed} here", flush=True)
+        return cache.fit(run, runs_dir)
     data = _shipped_json(config, shipped_from)
     if live_steps:
         run.trainer.fit(steps=live_steps, label=f"{run_label(run)}, live")
         run.live_history = run.trainer.history
-    state = load_torch(path, FIX, map_location=run.trainer.device)
+    state = load_torch(path, FIX, map_location=run.trainer.device, schema=WEIGHTS)
     if state["model_config"] != asdict(run.model.config) or state["tokenizer"] != run.tokenizer.state_dict():
         raise ValueError(f"{path}: shipped weights of another model or vocabulary; set RESULTS='train'")
     for module, weights in ((run.model, state["model"]), (run.objective, state["objective"])):
