@@ -19,7 +19,8 @@ import time
 
 import torch
 
-from declip_lite import ShapeCaps, experiments, grids, model_config, pick_device, shapecaps_tokenizer
+from declip_lite import (ShapeCaps, experiments, grids, model_config, notebook, pick_device,
+                         shapecaps_tokenizer)
 from declip_lite.objectives import objective_names
 from declip_lite.runs.build import commit
 
@@ -29,10 +30,10 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def text_depth_seconds(device, steps):
-    """Notebook 08's probe: a CLIP step's seconds at each text depth of the device's scale, as the
-    notebook times it (``step_seconds``: the update between CUDA events on a GPU, wall-clock on a CPU)."""
-    scale = grids.SCALES["gpu" if device.type == "cuda" else "cpu"]
+def text_depth_seconds(device, steps, scale):
+    """Notebook 08's probe: a CLIP step's seconds at each text depth of ``scale``, as the notebook
+    times it (``step_seconds``: the update between CUDA events on a GPU, wall-clock on a CPU)."""
+    scale = grids.SCALES[scale]
     return {d: experiments.step_seconds("clip", scale.preset, steps, min(5, steps), device,
                                         model_overrides=grids.text_layers(d),
                                         **{**scale.overrides, "pairs": scale.small, "eval_n": 8})
@@ -79,15 +80,15 @@ def batch_ops(t):
     return ops_per_step(lambda: t.batches.batch(t.step)) + tensors + 2
 
 
-def analysis_seconds(device, eval_n=2000):
+def analysis_seconds(device, eval_n=2000, rounds=3):
     """Seconds to evaluate and analyse one finished run at the gpu scale's ``eval_n``: the final
     zero-shot evaluation, one-prompt zero-shot, linear probes (their training draws rendered),
-    transfer, as ``reproduce`` does after every run (best of 3)."""
+    transfer, as ``reproduce`` does after every run (best of ``rounds``)."""
     from declip_lite.runs.analysis import result
 
     run = experiments.build("clip", "cpu", 0, device=device, pairs=2000, eval_n=eval_n)
     best = float("inf")
-    for _ in range(3):
+    for _ in range(rounds):
         _sync(device)
         start = time.perf_counter()
         run.trainer.evaluate()
@@ -156,18 +157,23 @@ def main():
     parser.add_argument("--eval-n", type=int, default=2000, help="images per task in the analysis of one run")
     parser.add_argument("--out", default=None)
     parser.add_argument("--depth-only", action="store_true", help="only notebook 08's text-depth step times")
+    parser.add_argument("--quick", action="store_true", help="a check that it runs, not a measurement: "
+                                                             "200 images a size, one analysis, one profiled step")
     args = parser.parse_args()
     device = pick_device(args.device)
     if args.depth_only:
-        print(json.dumps({"hardware": experiments.hardware(device), "text_depth_step_s": text_depth_seconds(device, args.steps)}))
+        scale = "smoke" if args.quick else notebook.by_device(False, device)
+        print(json.dumps({"hardware": experiments.hardware(device),
+                          "text_depth_step_s": text_depth_seconds(device, args.steps, scale)}))
         return
     cuda = device.type == "cuda"
-    n = 20_000 if cuda else 2_000
+    n = 200 if args.quick else 20_000 if cuda else 2_000
     result = {"hardware": experiments.hardware(device), "torch": torch.__version__,
               "commit": commit(), "command": " ".join(["python bench/bench.py", *sys.argv[1:]])}
     for size in (32, 64, 128):
         result[f"images_per_s_{size}px"] = images_per_second(size, device, n if size < 128 else n // 4)
-    result["analysis_s"], result["analysis_eval_n"] = analysis_seconds(device, args.eval_n), args.eval_n
+    result["analysis_s"] = analysis_seconds(device, args.eval_n, rounds=1 if args.quick else 3)
+    result["analysis_eval_n"] = args.eval_n
     # the CUDA graph needs CUDA; built as fast="auto", so a capture that fails trains eagerly (graphed: false)
     paths = {"eager": "eager", "graph": "auto"} if cuda else {"eager": "eager"}
     fast = list(paths)[-1]
@@ -176,7 +182,7 @@ def main():
     trainers.update({("clip_vit", p): trainer("clip", device, mode, "vit-tiny") for p, mode in paths.items()})
     per_method = {}
     for (m, p), t in trainers.items():
-        per_method.setdefault(m, {})[f"{p}_ops"] = ops_per_step(t.train_step)
+        per_method.setdefault(m, {})[f"{p}_ops"] = ops_per_step(t.train_step, 1 if args.quick else 3)
         per_method[m][f"{p}_graphed"] = t.graphed
     for m in per_method:
         per_method[m]["graph_host_ops_projected"] = batch_ops(trainers[(m, fast)])

@@ -157,14 +157,17 @@ def _fault(value, schema, at):
     if isinstance(schema, list):
         if not isinstance(value, list):
             return f"{at.rstrip('.') or 'the file'} should be a list, got {type(value).__name__}"
-        return next((f for i, v in enumerate(value) if (f := _fault(v, schema[0], f"{at.rstrip('.')}[{i}]."))), None)
+        faults = (_fault(v, schema[0], f"{at.rstrip('.')}[{i}].") for i, v in enumerate(value))
+        return next((f for f in faults if f), None)
     name, test = schema
-    shown = repr(value)[:40] if isinstance(value, (str, int, float, type(None))) else f"a {type(value).__name__}"
+    plain = isinstance(value, (str, int, float, type(None)))
+    shown = repr(value)[:40] if plain else f"a {type(value).__name__}"
     return None if test(value) else f"{at.rstrip('.')} should be {name}, got {shown}"
 
 
 def checked(data, schema, path, fix):
-    """``data`` when it matches ``schema``; else a :class:`DamagedFile` naming ``path``, the fault and ``fix``."""
+    """``data`` when it matches ``schema``; else a :class:`DamagedFile` naming ``path``, the fault
+    and ``fix``."""
     fault = _fault(data, schema, "")
     if fault:
         raise DamagedFile(f"{path}: {fault}; {fix}")

@@ -65,12 +65,13 @@ def _shipped(parameters):
     if not any(os.path.isfile(os.path.join(folder, scale, "summary.json")) for scale in SHIPPED_SCALES):
         raise ParameterError(f"parameter SHIPPED={folder!r} holds no shipped scale: it should contain "
                              f"{' or '.join(s + '/summary.json' for s in SHIPPED_SCALES)} (with records/ and "
-                             f"weights/ beside it), as the repository's results/ folder does; point it there, "
-                             f"or set RESULTS='train' to train here")
+                             f"weights/ beside it), as the repository's results/ folder does; point it "
+                             f"there, or set RESULTS='train' to train here")
 
 
 def _assigned(source, upper=True):
-    """The names a cell assigns at its top level; ``upper``: only the upper-case ones (a notebook's parameters)."""
+    """The names a cell assigns at its top level; ``upper``: only the upper-case ones (a
+    notebook's parameters)."""
     try:
         tree = ast.parse(source)
     except SyntaxError:

@@ -26,8 +26,9 @@ class LossCrash(FloatingPointError):
 
     def __init__(self, step, loss, kind):
         self.step, self.loss, self.kind = step, loss, kind
-        super().__init__(f"Trainer: the weights became non-finite by step {step}" if kind == "weights" else
-                         f"Trainer: the loss became {loss} at step {step}" + (" (a spike)" if kind == "spike" else ""))
+        what = f"the weights became non-finite by step {step}" if kind == "weights" else \
+            f"the loss became {loss} at step {step}" + (" (a spike)" if kind == "spike" else "")
+        super().__init__(f"Trainer: {what}")
 
 
 def first_crash(rows, earlier, spike_factor):

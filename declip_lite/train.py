@@ -37,9 +37,10 @@ ROW = {"step": POSITIVE, "loss": NUMBER}
 EVAL = {"step": COUNT}
 RECOVERY = {"step": POSITIVE, "loss": ANY_NUMBER, "resumed_from": COUNT, "lr_scale": NUMBER}
 HISTORY = {"history": [ROW], "evals": [EVAL], "recoveries": [RECOVERY]}
-CHECKPOINT = {**HISTORY, "step": COUNT, "model": FINITE_TENSORS, "model_config": OBJECT, "objective": FINITE_TENSORS,
-              "optimizer": {"state": OBJECT, "param_groups": [OBJECT]}, "train_config": OBJECT,
-              "tokenizer": Optional(OBJECT), "lr_scale": NUMBER, "final_step": Optional(COUNT), "train_seconds": SECONDS,
+CHECKPOINT = {**HISTORY, "step": COUNT, "model": FINITE_TENSORS, "model_config": OBJECT,
+              "objective": FINITE_TENSORS, "optimizer": {"state": OBJECT, "param_groups": [OBJECT]},
+              "train_config": OBJECT, "tokenizer": Optional(OBJECT), "lr_scale": NUMBER,
+              "final_step": Optional(COUNT), "train_seconds": SECONDS,
               "rng": {"torch": TENSOR, "numpy": LIST, "python": LIST}}
 
 
@@ -361,8 +362,9 @@ class Trainer:
         self._flush()
         if not is_main():
             return
-        weights = [t for m in (self.model, self.objective) for t in m.state_dict().values() if t.is_floating_point()]
-        if not bool(torch.stack([torch.isfinite(t).all() for t in weights]).all()):  # one host read a checkpoint
+        weights = [t for m in (self.model, self.objective) for t in m.state_dict().values()
+                   if t.is_floating_point()]
+        if not bool(torch.stack([torch.isfinite(t).all() for t in weights]).all()):  # one host read a save
             raise LossCrash(self.step, math.nan, "weights")  # never written: the last good checkpoint stays
         state = self.state_dict()
         write_durably(path, lambda f: torch.save(state, f))
@@ -370,8 +372,8 @@ class Trainer:
     def load(self, path):
         """Resume from ``path``: model, objective (heads, queue), optimiser, schedule, RNGs, step."""
         # weights_only: a checkpoint is tensors and plain data, never code to run
-        state = load_torch(path, "delete it to retrain the run from the start", CHECKPOINT_VERSION, self.device,
-                           CHECKPOINT)
+        fix = "delete it to retrain the run from the start"
+        state = load_torch(path, fix, CHECKPOINT_VERSION, self.device, CHECKPOINT)
         if state["model_config"] != asdict(self.model.config):
             raise ValueError(f"Trainer.load: {path!r} was saved from a different model config")
         if state["tokenizer"] != self._tokenizer_state():  # same size, other word ids: silently wrong text

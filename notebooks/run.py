@@ -107,7 +107,8 @@ def main():
     parser.add_argument("--smoke", action="store_true", help="quick presets (what the tests run)")
     parser.add_argument("--record", type=pathlib.Path, help="write each notebook's wall time into this JSON")
     parser.add_argument("--write-costs", action="store_true", help=f"only write {COSTS.name} into the notebooks")
-    parser.add_argument("--only", nargs="+", default=None, metavar="NN", help="these notebooks (by number)")
+    parser.add_argument("--only", nargs="+", default=None, metavar="NN",
+                        help="these notebooks (by number), in this order")
     parser.add_argument("--keep-going", type=pathlib.Path, default=None, metavar="JSON",
                         help="run every notebook even when one fails; write each one's seconds and outcome here")
     args = parser.parse_args()
@@ -115,9 +116,8 @@ def main():
         return write_costs(json.loads(COSTS.read_text()))
     out = pathlib.Path(args.out).resolve()
     seconds, outcomes = {}, {}
-    for nb in notebooks():
-        if args.only and nb.name[:2] not in args.only:
-            continue
+    chosen = [nb for n in args.only for nb in notebooks() if nb.name[:2] == n] if args.only else notebooks()
+    for nb in chosen:  # in the order --only names them
         start = time.perf_counter()
         print(f"running {nb.name} ...", flush=True)
         try:

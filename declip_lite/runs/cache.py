@@ -91,7 +91,8 @@ def finished_record(path, say=False):
         return record
     except DamagedFile as e:
         if say:
-            remedy = "rebuilding it from the run's checkpoint" if os.path.exists(path + ".pt") else "retraining the run"
+            checkpoint = os.path.exists(path + ".pt")
+            remedy = "rebuilding it from the run's checkpoint" if checkpoint else "retraining the run"
             print(f"{str(e).rstrip('; ')}: {remedy}", flush=True)
         return None
 

@@ -109,7 +109,8 @@ def run_grid(configs, runs_dir="data/runs", device=None, jobs=1, progress=True, 
             for c in wave:
                 finished(c, lambda: _record(c, runs_dir, device, progress, deadline=deadline))
     if failed:
-        lines = [f"{name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}" for name, e in failed.items()]
-        head = f"{len(failed)} of {len(records) + len(failed)} runs failed (the others are cached; fix and rerun):"
+        lines = [f"{name}: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
+                 for name, e in failed.items()]
+        head = f"{len(failed)} of {len(records) + len(failed)} runs failed (the others are cached; fix, rerun):"
         raise RunsFailed("\n".join([head, *lines]) if len(records) + len(failed) > 1 else lines[0])
     return Records(records[c] for c in configs if c in records)

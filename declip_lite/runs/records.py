@@ -15,11 +15,13 @@ from .config import Preset
 
 SCORES = ("zero_shot", "zero_shot_own", "zero_shot_filip", "single_prompt", "linear_probe", "transfer")
 PRESET = {"pairs": POSITIVE, "steps": COUNT, "batch_size": POSITIVE, "warmup": COUNT, "eval_n": POSITIVE,
-          "eval_every": COUNT, "lr": Optional(NUMBER), "image_size": Optional(POSITIVE), "model": Optional(TEXT)}
-RECORD = {"name": TEXT, "method": TEXT, "seed": COUNT, "preset": PRESET, "options": OBJECT, "zero_shot": MapOf(SCORE),
-          **{s: Optional(MapOf(SCORE)) for s in SCORES[1:]},
-          "train_seconds": Optional(SECONDS), "total_seconds": Optional(SECONDS), "threads": Optional(POSITIVE),
-          "recoveries": Optional([RECOVERY]), "evals": Optional([EVAL]), "history": Optional([ROW])}
+          "eval_every": COUNT, "lr": Optional(NUMBER), "image_size": Optional(POSITIVE),
+          "model": Optional(TEXT)}
+RECORD = {"name": TEXT, "method": TEXT, "seed": COUNT, "preset": PRESET, "options": OBJECT,
+          "zero_shot": MapOf(SCORE), **{s: Optional(MapOf(SCORE)) for s in SCORES[1:]},
+          "train_seconds": Optional(SECONDS), "total_seconds": Optional(SECONDS),
+          "threads": Optional(POSITIVE), "recoveries": Optional([RECOVERY]), "evals": Optional([EVAL]),
+          "history": Optional([ROW])}
 
 
 def _plain(value):
@@ -144,7 +146,8 @@ class Records(Rows):
         ``source`` (their file) names a damaged one."""
         data = checked(data, {"runs": [OBJECT]}, source, "rerun the command that wrote it")["runs"] \
             if isinstance(data, dict) else data
-        return cls(r if isinstance(r, Record) else Record.from_json(r, f"{source}[{i}]") for i, r in enumerate(data))
+        return cls(r if isinstance(r, Record) else Record.from_json(r, f"{source}[{i}]")
+                   for i, r in enumerate(data))
 
     def summarise(self, field="zero_shot"):
         """One :class:`Summary` per setting (everything but the seed) of the records that have

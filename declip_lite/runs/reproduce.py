@@ -12,8 +12,8 @@ import time
 import torch
 
 from .. import grids, report
-from ..checkpoint import (COUNT, FINITE_TENSORS, NUMBER, OBJECT, SCORE, SECONDS, TENSORS, TEXT, MapOf, Optional,
-                          load_torch, read_json, save_json, write_durably)
+from ..checkpoint import (COUNT, FINITE_TENSORS, NUMBER, OBJECT, SCORE, SECONDS, TENSORS, TEXT, MapOf,
+                          Optional, load_torch, read_json, save_json, write_durably)
 from ..train import CHECKPOINT, HISTORY, pick_device
 from .build import commit, hardware
 from .cache import RUN_THREADS
@@ -22,7 +22,8 @@ from .pool import run_grid
 HISTORY_POINTS = 200
 
 # what the files it ships hold (``checkpoint.checked``): the summary and the bf16 weights
-COMPARISON = {"difference": NUMBER, "low": Optional(NUMBER), "high": Optional(NUMBER), "seeds": COUNT, "verdict": TEXT}
+COMPARISON = {"difference": NUMBER, "low": Optional(NUMBER), "high": Optional(NUMBER), "seeds": COUNT,
+              "verdict": TEXT}
 SUMMARY = {"scale": TEXT, "hardware": TEXT, "commit": TEXT, "runs": COUNT, "planned": Optional(COUNT),
            "seconds": SECONDS, "headline": MapOf(COMPARISON),
            "summaries": [{"method": TEXT, "pairs": COUNT, "steps": COUNT, "encoder": TEXT, "options": OBJECT,
@@ -115,9 +116,10 @@ def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device
     for method, c in comparisons.items():
         print(f"{method} - clip: {c}")
     if len(done) < total:
-        print(f"{len(records)} of {total} runs finished: the budget ({budget:g} s) ran out before the rest started; "
-              f"rerun the same command to train them", flush=True)
-    save_json({"scale": scale, "hardware": records[0].hardware if records else hardware(pick_device(device)), "commit": commit(), "torch": torch.__version__,
+        print(f"{len(done)} of {total} runs finished: the budget ({budget:g} s) ran out before the rest "
+              f"started; rerun the same command to train them", flush=True)
+    ran_on = records[0].hardware if records else hardware(pick_device(device))
+    save_json({"scale": scale, "hardware": ran_on, "commit": commit(), "torch": torch.__version__,
                "python": platform.python_version(), "threads": RUN_THREADS, "jobs": jobs,
                "command": command,
                "seconds": time.perf_counter() - start, "runs": len(done), "planned": total, "budget": budget,

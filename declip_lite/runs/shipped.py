@@ -66,8 +66,8 @@ def source(results, smoke, device, shipped_dir="../results", notebook=None, seed
         return None
     folder, summary = shipped[-1]
     records, weights = lacking(folder, notebook, seed)
-    return _say(folder, summary, f"; it lacks {len(records)} of the records and {len(weights)} of the models notebook "
-                                 f"{notebook} needs, which train here")
+    return _say(folder, summary, f"; it lacks {len(records)} of the records and {len(weights)} of the models "
+                                 f"notebook {notebook} needs, which train here")
 
 
 def _say(folder, summary, more):
@@ -100,8 +100,9 @@ def records(configs, folder, runs_dir, device=None, jobs=1):
         return run_grid(configs, runs_dir, device, jobs)
     missing = [c for c in configs if not os.path.exists(os.path.join(folder, "records", c.name + ".json"))]
     if missing:
-        print(f"{folder} lacks {len(missing)} of these {len(configs)} runs ({', '.join(c.name for c in missing[:3])}"
-              f"{', ...' if len(missing) > 3 else ''}): training them here", flush=True)
+        names = ", ".join(c.name for c in missing[:3]) + (", ..." if len(missing) > 3 else "")
+        print(f"{folder} lacks {len(missing)} of these {len(configs)} runs ({names}): training them here",
+              flush=True)
     trained = dict(zip(missing, run_grid(missing, runs_dir, device, jobs))) if missing else {}
     return Records(trained.get(c) or Record.from_json(_shipped_json(c, folder)) for c in configs)
 
