@@ -157,8 +157,8 @@ def main():
     parser.add_argument("--eval-n", type=int, default=2000, help="images per task in the analysis of one run")
     parser.add_argument("--out", default=None)
     parser.add_argument("--depth-only", action="store_true", help="only notebook 08's text-depth step times")
-    parser.add_argument("--quick", action="store_true", help="a check that it runs, not a measurement: "
-                                                             "200 images a size, one analysis, one profiled step")
+    parser.add_argument("--quick", action="store_true",
+                        help="a check that it runs, not a measurement: 200 images a size, one analysis, one step")
     args = parser.parse_args()
     device = pick_device(args.device)
     if args.depth_only:

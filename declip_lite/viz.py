@@ -118,8 +118,8 @@ def accuracy_bars(results, chance=None, title="zero-shot top-1"):
         ax.bar(x + i * width, [results[lab][t] for t in tasks], width, label=lab)
     if chance:
         for j, t in enumerate(tasks):
-            ax.hlines(chance[t], j - 0.1, j + 0.8, colors="k", linestyles="dashed", linewidth=1,
-                      label="chance" if j == 0 else None)
+            ax.hlines(chance[t], j - width / 2, j + 0.8 - width / 2, colors="k", linestyles="dashed",
+                      linewidth=1, label="chance" if j == 0 else None)  # under the task's bars, no further
     ax.set_xticks(x + 0.4 - width / 2, tasks)
     ax.set(ylim=(0, 1), ylabel="top-1", title=title)
     ax.legend(fontsize=8)
@@ -187,13 +187,17 @@ def neighbour_bars(query, neighbours, similarities):
     return fig
 
 
-def mean_std_curves(curves, xlabel, ylabel="mean zero-shot top-1", logx=False, ax=None, title=None):
-    """{label: (x, mean, std)}: one line per label with a ±std band (the spread over seeds)."""
+def mean_std_curves(curves, xlabel, ylabel="mean zero-shot top-1", logx=False, ax=None, title=None,
+                    task="mean"):
+    """{label: (x, rows)}, ``rows`` summaries over seeds (``Records.summarise``): one line per label
+    through the means, with a ±std bar (the spread over seeds) at each point of several seeds; a
+    point of one seed draws no bar, never a certain-looking zero-width one."""
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3.8))
-    for label, (x, mean, std) in curves.items():
-        x, mean, std = np.asarray(x, float), np.asarray(mean), np.asarray(std)
-        ax.plot(x, mean, marker="o", label=label)
-        ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+    for label, (x, rows) in curves.items():
+        x = np.asarray(x, float)
+        mean = np.array([r[task][0] for r in rows])
+        std = np.array([r[task][1] if len(r.seeds) > 1 else np.nan for r in rows])
+        ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=label)
     if logx:  # ticks at the measured points, written out (no overlapping 3x10^3-style minor labels)
         ax.set_xscale("log")
         ax.minorticks_off()
@@ -255,19 +259,23 @@ def embedding_maps(points, labels, classnames, titles, suptitle=None):
     return fig
 
 
-def word_patch_maps(image, words, similarity, title=None):
-    """The image, then one heat map per word: its cosine to every patch ((T, N), N a square grid)."""
+def word_patch_maps(image, words, similarity, title=None, columns=4):
+    """The image, then one heat map per word: its cosine to every patch ((T, N), N a square grid),
+    ``columns`` panels a row, each large enough to see which patches light up."""
     sim = _np(similarity)
     side = int(round(sim.shape[1] ** 0.5))
-    fig, axes = plt.subplots(1, len(words) + 1, figsize=(1.9 * (len(words) + 1), 2.3), layout="constrained")
+    rows = -(-(len(words) + 1) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.6 * rows), layout="constrained",
+                             squeeze=False)
+    axes = axes.ravel()
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(title, fontsize=10)
     axes[0].imshow(_np(image).transpose(1, 2, 0).clip(0, 1))
-    axes[0].set_title("image", fontsize=8)
+    axes[0].set_title("image", fontsize=9)
     for ax, word, row in zip(axes[1:], words, sim):
         shown = ax.imshow(row.reshape(side, side), cmap="magma", vmin=sim.min(), vmax=sim.max())
-        ax.set_title(word, fontsize=8)
+        ax.set_title(word, fontsize=9)
     for ax in axes:
         ax.axis("off")
-    fig.colorbar(shown, ax=axes[1:], shrink=0.8, label="word-patch cosine")
+    fig.colorbar(shown, ax=axes[1:len(words) + 1].tolist(), shrink=0.8, label="word-patch cosine")
     return fig

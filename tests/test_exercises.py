@@ -17,7 +17,7 @@ TASKS = make_tasks(n=8, seed=0, image_size=32)
 # what a notebook would have measured, for the prediction exercises
 MEASURED = {
     "00.chance": dict(tasks=TASKS),
-    "02.collapse": dict(observed="collapse"),
+    "02.shortcut": dict(with_sg=0.934, without_sg=0.991),
     "03.mlm_helps": dict(clip={0: 0.61, 1: 0.60, 2: 0.62}, clip_mlm={0: 0.58, 1: 0.57, 2: 0.585}),
     "04.moco_hurts": dict(scores={"clip": {"shape": {0: 0.5, 1: 0.52, 2: 0.49}, "position": {0: 0.9, 1: 0.92, 2: 0.88}},
                                   "moco": {"shape": {0: 0.45, 1: 0.48, 2: 0.46}, "position": {0: 0.4, 1: 0.45, 2: 0.38}}}),
@@ -48,7 +48,7 @@ WRONG = {
     "01.log_b": (1.0, "log B"),
     "02.simsiam_loss": (lambda p1, p2, z1, z2: -0.5 * (F.cosine_similarity(p1, z2).mean()
                                                        + F.cosine_similarity(p2, z1).mean()), "detach"),
-    "02.collapse": ("no change", "measured"),
+    "02.shortcut": ("same", "measured"),
     "03.mask_tokens": (lambda tokens, tok, p, g: all_masked(tokens, tok, p, g), "80 %"),
     "03.mlm_helps": (True, "measured"),
     "04.multi_view_loss": (lambda images, texts, s: (ANSWERS["01.clip_loss"](images[0], texts[0], s)
@@ -97,11 +97,14 @@ def test_a_prediction_the_seeds_cannot_decide_accepts_every_answer(name, answers
         assert exercises.check(name, "maybe", **measured).status == "wrong"
 
 
-def test_one_seed_cannot_name_the_task_moco_hurts_most():
-    scores = {"clip": {"shape": {0: 0.5}, "position": {0: 0.9}}, "moco": {"shape": {0: 0.45}, "position": {0: 0.4}}}
+def test_one_seed_cannot_name_the_task_moco_hurts_most_but_rules_out_one_that_rose():
+    scores = {"clip": {"shape": {0: 0.5}, "position": {0: 0.9}, "count": {0: 0.6}},
+              "moco": {"shape": {0: 0.45}, "position": {0: 0.4}, "count": {0: 0.7}}}
     for answer in ("shape", "position"):
         verdict = exercises.check("04.moco_hurts", answer, scores=scores)
         assert verdict.passed and "cannot rule out 1 other task" in verdict.message, verdict
+    rose = exercises.check("04.moco_hurts", "count", scores=scores)
+    assert rose.status == "wrong" and "it rose (+0.100)" in rose.message, rose
     assert exercises.check("04.moco_hurts", "colour", scores=scores).status == "wrong"
 
 

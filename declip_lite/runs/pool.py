@@ -111,6 +111,6 @@ def run_grid(configs, runs_dir="data/runs", device=None, jobs=1, progress=True, 
     if failed:
         lines = [f"{name}: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
                  for name, e in failed.items()]
-        head = f"{len(failed)} of {len(records) + len(failed)} runs failed (the others are cached; fix, rerun):"
+        head = f"{len(failed)} of {len(records) + len(failed)} runs failed (the others are cached):"
         raise RunsFailed("\n".join([head, *lines]) if len(records) + len(failed) > 1 else lines[0])
     return Records(records[c] for c in configs if c in records)
