@@ -119,7 +119,8 @@ def _tensors(finite):
     def test(v):
         if not isinstance(v, dict) or not all(torch.is_tensor(t) for t in v.values()):
             return False
-        return not finite or all(bool(torch.isfinite(t).all()) for t in v.values() if t.is_floating_point())
+        floats = [t for t in v.values() if t.is_floating_point()]
+        return not finite or not floats or bool(torch.stack([torch.isfinite(t).all() for t in floats]).all())
     return test
 
 
