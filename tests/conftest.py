@@ -26,12 +26,15 @@ def shared_runs(tmp_path_factory, worker_id):
     return (base.parent if worker_id != "master" else base) / "shared-runs"
 
 
+LONGEST = ("test_make_reproduce_smoke", "test_the_gpu_check_runs")  # a minute or more each, in subprocesses
+
+
 def pytest_collection_modifyitems(items):
-    """The browser test first, then the notebooks, the later (heavier) ones first. With ``--dist
-    worksteal`` (make test) an idle worker takes queued tests from a busy one, so the workers finish
-    together."""
+    """The browser test and the two longest first, then the notebooks, the later (heavier) ones
+    first: longest first, so that with ``--dist worksteal`` (make test), where an idle worker takes
+    queued tests from a busy one, the workers finish together."""
     def order(item):
-        if item.module.__name__.endswith("test_browser"):
+        if item.module.__name__.endswith("test_browser") or item.name.startswith(LONGEST):
             return (0, 0)
         notebook = item.callspec.params.get("notebook") if hasattr(item, "callspec") else None
         return (1, -int(notebook.stem[:2])) if notebook is not None else (2, 0)
