@@ -260,8 +260,7 @@ def embedding_maps(points, labels, classnames, titles, suptitle=None):
 
 
 def word_patch_maps(image, words, similarity, title=None, columns=4):
-    """The image, then one heat map per word: its cosine to every patch ((T, N), N a square grid),
-    ``columns`` panels a row, each large enough to see which patches light up."""
+    """The image, then one heat map per word: its cosine to every patch ((T, N)), ``columns`` a row."""
     sim = _np(similarity)
     side = int(round(sim.shape[1] ** 0.5))
     rows = -(-(len(words) + 1) // columns)
