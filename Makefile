@@ -12,8 +12,8 @@ CHROMIUM ?= /usr/bin/chromium
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install -q -e ".[notebooks,test,real]"
+	$(BIN)/python -m pip install -q --no-compile torch==2.14.1 torchvision==0.29.1  # no-compile: a module is
+	$(BIN)/python -m pip install -q --no-compile -e ".[notebooks,test,real]"         # compiled when first imported
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "declip-lite (.venv)" >/dev/null
 	touch $(STAMP)
 
@@ -27,7 +27,8 @@ browser:  ## Debian's chromium for the JupyterLab browser test: installed where 
 run: setup  ## execute notebooks/*.ipynb in order into runs/ (SMOKE=1 for the quick presets)
 	$(BIN)/python notebooks/run.py --out runs $(if $(SMOKE),--smoke,) $(RUN_ARGS)
 
-test: setup browser
+test:
+	$(MAKE) -j2 --no-print-directory setup browser  # apt's chromium downloads while pip installs
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n auto --dist worksteal  # a 1-thread worker per core; idle workers take queued tests from busy ones
 
 lab: setup  ## JupyterLab on the repository (README, data, results reachable), opened at notebooks/

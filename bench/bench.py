@@ -80,6 +80,54 @@ def batch_ops(t):
     return ops_per_step(lambda: t.batches.batch(t.step)) + tensors + 2
 
 
+VIEWS = {"view", "_unsafe_view", "reshape", "expand", "permute", "transpose", "t", "unsqueeze", "squeeze", "select",
+         "slice", "as_strided", "unflatten", "flatten", "alias", "detach", "split", "split_with_sizes", "unbind",
+         "chunk", "narrow", "diagonal", "view_as", "expand_as", "_reshape_alias", "lift_fresh", "unfold"}
+SYNCS = {"_local_scalar_dense", "item", "nonzero", "is_nonzero", "equal", "masked_select"}
+
+
+def dispatched(fn):
+    """(non-view operators, host syncs) that ``fn()`` dispatches below autograd and vmap: what would
+    launch a kernel on a GPU (views launch none)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        ops, syncs = 0, 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            Count.ops += name not in VIEWS
+            Count.syncs += name in SYNCS
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        fn()
+    return Count.ops, Count.syncs
+
+
+def group_ops(methods=("clip", "declip", "slip", "filip", "clip_vit"), sizes=(1, 4, 16)):
+    """``{method: {K: {update, batch, per_run_step, syncs}}}``: the operators of one group step of K
+    runs (``train.group``), the vmapped update and the batches made as one, at smoke size (the
+    counts do not depend on it). ``clip_vit``: CLIP on vit-tiny."""
+    from declip_lite.train.group import GroupTrainer
+
+    out = {}
+    for name in methods:
+        method, model = ("clip", "vit-tiny") if name == "clip_vit" else (name, "rn-tiny")
+        for k in sizes:
+            group = GroupTrainer([experiments.build(method, "smoke", s, device="cpu", pairs=64, batch_size=16,
+                                                    eval_n=8, model=model).trainer for s in range(k)])
+            group.train_step()  # AdamW's state is made on the first step
+            batch_ops, batch_syncs = dispatched(lambda: group.batches.batch(group.step))
+            batch = group.batches.batch(group.step)
+            update_ops, update_syncs = dispatched(lambda: group.update(batch))
+            out.setdefault(name, {})[k] = {"update": update_ops, "batch": batch_ops,
+                                           "per_run_step": (update_ops + batch_ops) / k,
+                                           "syncs": update_syncs + batch_syncs}
+            print(f"group ops {name:8s} K={k:2d}: {out[name][k]}", flush=True)
+    return out
+
+
 def analysis_seconds(device, eval_n=2000, rounds=3):
     """Seconds to evaluate and analyse one finished run at the gpu scale's ``eval_n``: the final
     zero-shot evaluation, one-prompt zero-shot, linear probes (their training draws rendered),
@@ -172,6 +220,7 @@ def main():
               "commit": commit(), "command": " ".join(["python bench/bench.py", *sys.argv[1:]])}
     for size in (32, 64, 128):
         result[f"images_per_s_{size}px"] = images_per_second(size, device, n if size < 128 else n // 4)
+    result["group_ops"] = group_ops(("clip",), (1, 2)) if args.quick else group_ops()
     result["analysis_s"] = analysis_seconds(device, args.eval_n, rounds=1 if args.quick else 3)
     result["analysis_eval_n"] = args.eval_n
     # the CUDA graph needs CUDA; built as fast="auto", so a capture that fails trains eagerly (graphed: false)

@@ -6,8 +6,6 @@ import io
 import os
 import time
 
-from . import viz
-
 
 def enabled():
     """A person is watching: a Jupyter kernel, not CI, not switched off (``notebooks/run.py``,
@@ -35,6 +33,8 @@ class LiveCurves:
         if not history or (not final and time.perf_counter() - self.drawn < self.every):
             return
         from IPython.display import HTML, display
+
+        from . import viz  # matplotlib only when a person watches: a training process never loads it
 
         buffer = io.BytesIO()
         viz.training_curves(history, self.title).savefig(buffer, format="png", dpi=72)

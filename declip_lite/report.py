@@ -5,7 +5,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 
 def format_table(rows, columns, label=lambda r: r.method, width=14):
@@ -68,6 +67,13 @@ class Comparison:
         return f"{self.difference:+.3f} [{self.low:+.3f}, {self.high:+.3f}] ({self.kind}, {self.seeds} seeds): {self.verdict}"
 
 
+def t_quantile(p, dof):
+    """Student's t quantile (scipy, imported when a comparison is made: a training process never pays for it)."""
+    from scipy.special import stdtrit
+
+    return float(stdtrit(dof, p))
+
+
 def compare(baseline, treatment, task="mean", expect=1, level=0.95):
     """Is ``treatment`` better than ``baseline`` (two :class:`Summary` rows) on ``task``?
 
@@ -81,7 +87,7 @@ def compare(baseline, treatment, task="mean", expect=1, level=0.95):
     if set(a) == set(b) and len(a) > 1:
         d = np.array([b[s] - a[s] for s in sorted(a)])
         n = len(d)
-        half = stats.t.ppf(0.5 + level / 2, n - 1) * d.std(ddof=1) / math.sqrt(n)
+        half = t_quantile(0.5 + level / 2, n - 1) * d.std(ddof=1) / math.sqrt(n)
         mean, kind = d.mean(), "paired"
     else:
         x, y = np.array(list(a.values())), np.array(list(b.values()))
@@ -91,7 +97,7 @@ def compare(baseline, treatment, task="mean", expect=1, level=0.95):
         else:
             vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
             dof = (vx + vy) ** 2 / (vx ** 2 / (len(x) - 1) + vy ** 2 / (len(y) - 1)) if vx + vy > 0 else math.inf
-            half = stats.t.ppf(0.5 + level / 2, dof) * math.sqrt(vx + vy)
+            half = t_quantile(0.5 + level / 2, dof) * math.sqrt(vx + vy)
     low, high = mean - half, mean + half
     near, far = sorted((expect * low, expect * high))  # the interval in the paper's direction
     verdict = "reproduced" if near > 0 else "opposite" if far < 0 else "inconclusive"

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from declip_lite import exercises, graphed
+from declip_lite import exercises
+from declip_lite.train.step import GraphedUpdate
 from declip_lite.data.loader import PairBatches, shapecaps_tokenizer
 from declip_lite.data.shapecaps import ShapeCaps
 from declip_lite.models.clip import model_config
@@ -99,7 +100,7 @@ def test_capture_and_replay_happen_on_the_runs_own_cuda_device(monkeypatch):
         weight.add_(batch["x"])
         return weight.sum()
 
-    step = graphed.GraphedUpdate(update, {"x": torch.ones(3)}, [weight], device=torch.device("cuda:1"))
+    step = GraphedUpdate(update, {"x": torch.ones(3)}, [weight], device=torch.device("cuda:1"))
     step({"x": torch.ones(3)})
     assert fake.calls and all(current == 1 for _, current in fake.calls), fake.calls
     assert [name for name, _ in fake.calls][-1] == "replay" and fake.current == 0  # restored after

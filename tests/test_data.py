@@ -5,6 +5,7 @@ from declip_lite.data.captions import ATTRIBUTE_WORDS
 from declip_lite.data.scenes import GEOMETRIC, heldout_colour, sample_scenes, uniform
 from declip_lite.data.shapecaps import TASKS, ShapeCaps, make_task
 from declip_lite.data.views import AUGMENTATIONS, augment, object_boxes
+from declip_lite.draws import Draws
 
 
 def test_uniform_is_a_pure_function_of_seed_and_index():
@@ -116,7 +117,7 @@ def test_safe_crops_keep_every_object_and_rewrite_flips():
     boxes = object_boxes(scenes)
     g = torch.Generator().manual_seed(0)
     from declip_lite.data.views import _crop_boxes
-    x0, y0, w, h = _crop_boxes(64, AUGMENTATIONS["safe"], boxes, dict(generator=g, device="cpu"))
+    x0, y0, w, h = _crop_boxes(AUGMENTATIONS["safe"], boxes, Draws([g], 64, "cpu"))
     eps = 1e-5
     assert (x0 <= boxes[:, 0] + eps).all() and (x0 + w >= boxes[:, 2] - eps).all()
     assert (y0 <= boxes[:, 1] + eps).all() and (y0 + h >= boxes[:, 3] - eps).all()
@@ -136,8 +137,7 @@ def test_hue_free_jitter_keeps_the_colour_name():
     red = torch.zeros(256, 3, 4, 4)
     red[:, 0] = 0.86
     red[:, 1:] = 0.12
-    g = dict(generator=torch.Generator().manual_seed(0), device="cpu")
-    safe = _colour_jitter(red, AUGMENTATIONS["safe"], g)
+    safe = _colour_jitter(red, AUGMENTATIONS["safe"], Draws([torch.Generator().manual_seed(0)], 256, "cpu"))
     assert (safe[:, 0] >= safe[:, 1]).all()  # still reddest in red
     assert set(ATTRIBUTE_WORDS) >= {"red", "left", "right"}
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from declip_lite import experiments
-from declip_lite.graphed import GraphedUpdate
+from declip_lite.train import step as train_step
+from declip_lite.train.step import GraphedUpdate
 from declip_lite.objectives import objective_names
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -28,8 +29,10 @@ def losses(trainer, steps):
 @pytest.mark.parametrize("method", ["clip", "declip", "defilip"])
 def test_the_graphs_plumbing_replays_the_eager_steps_on_cpu(method):
     eager, fast = run_of(method).trainer, run_of(method).trainer
-    fast._init_adamw_state()
-    fast._graph = GraphedUpdate(fast.update, fast.batches.batch(0), fast._state_tensors(), capture=False)
+    train_step.init_adamw_state(fast.optimizer)
+    fast.graph = GraphedUpdate(fast.update, fast.batches.batch(0), train_step.state_tensors(fast.step_module,
+                                                                                            fast.optimizer),
+                               capture=False)
     expected, got = losses(eager, 12), losses(fast, 12)
     for e, g in zip(expected, got):
         assert g == pytest.approx(e, rel=1e-4, abs=1e-5)
@@ -76,6 +79,6 @@ def test_the_captured_step_follows_eager_for_50_steps(method):
     eager = run_of(method, "cuda", 50, "eager").trainer
     fast = run_of(method, "cuda", 50, "graph").trainer
     expected, got = losses(eager, 50), losses(fast, 50)
-    assert fast._graph is not None
+    assert fast.graph is not None
     for step, (e, g) in enumerate(zip(expected, got)):  # bf16: the same kernels, so near-identical
         assert g["loss"] == pytest.approx(e["loss"], rel=0.02, abs=0.02), f"step {step}"

@@ -36,9 +36,11 @@ def test_the_gpu_check_runs_at_smoke_scale_on_a_cpu_and_brings_back_eight_files(
 @pytest.mark.timeout(600)
 def test_make_reproduce_smoke_writes_every_record_and_resumes_without_training(tmp_path, monkeypatch, shared_runs):
     out, runs = tmp_path / "results", shared_runs  # the notebooks' smoke tests train many of these runs too
-    done = subprocess.run(["make", "-s", "reproduce", "SCALE=smoke", "JOBS=2",
-                           f"REPRODUCE_ARGS=--out {out} --runs-dir {runs}"], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(["make", "-s", "reproduce", "SCALE=smoke", "JOBS=2",  # runs of one signature: one step
+                           f"REPRODUCE_ARGS=--out {out} --runs-dir {runs} --group on"], cwd=ROOT,
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "groups of" in done.stdout.splitlines()[0]  # the plan, printed before training
     configs = reproduce.plan("smoke")
     total = len(set(configs) | {c.scorer for c in configs if c.scorer is not None})
     lines = [line for line in done.stdout.splitlines() if line.startswith("[")]
@@ -46,6 +48,7 @@ def test_make_reproduce_smoke_writes_every_record_and_resumes_without_training(t
     records = sorted((out / "smoke" / "records").glob("*.json"))
     assert {p.stem for p in records} >= {c.name for c in configs} and len(records) == total
     assert all(len(json.loads(p.read_text())["history"]) <= reproduce.HISTORY_POINTS for p in records)
+    check_groups_train_as_runs_alone({p.stem: json.loads(p.read_text()) for p in records}, configs, tmp_path)
     summary = json.loads((out / "smoke" / "summary.json").read_text())
     assert summary["runs"] == summary["planned"] == total and summary["commit"] and "1 threads" in summary["hardware"]
     assert summary["total_seconds"] > summary["train_seconds"] > 0  # the work around the runs is visible
@@ -55,6 +58,16 @@ def test_make_reproduce_smoke_writes_every_record_and_resumes_without_training(t
     monkeypatch.setattr(pool, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
     assert len(reproduce.reproduce("smoke", str(out), str(runs))) == len(configs)
     check_shipped_results_give_what_training_gave(out, runs)
+
+
+def check_groups_train_as_runs_alone(records, configs, tmp_path):
+    """Every record says its group's size; two grouped runs, trained alone, score within float32's drift."""
+    sizes = [r["group_size"] for r in records.values()]
+    assert max(sizes) > 1 and 1 in sizes, sizes  # groups, and runs of a signature of their own alone
+    grouped = [c for c in configs if records[c.name]["group_size"] > 1][:2]
+    for alone in pool.run_grid(grouped, str(tmp_path / "alone"), "cpu", group="off"):
+        assert alone.group_size == 1
+        assert abs(alone.zero_shot_own["mean"] - records[alone.name]["zero_shot_own"]["mean"]) <= 0.05
 
 
 def check_shipped_results_give_what_training_gave(out, runs):
@@ -141,3 +154,4 @@ def test_the_shipped_gpu_headline_compares_the_ablation_grids_runs_alone():
     rows = reproduce.small_data_rows(records, "gpu")
     assert {r.method: r.seeds for r in rows if r.method in grids.LADDER} == {m: (0, 1, 2) for m in grids.LADDER}
     assert {m: vars(c) for m, c in reproduce.headline(records, "gpu").items()} == summary["headline"]
+

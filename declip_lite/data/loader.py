@@ -7,6 +7,7 @@ uninterrupted run would have seen.
 import torch
 
 from ..distributed import world
+from ..draws import Draws
 from ..text.augment import TokenEDA, mask_tokens
 from .captions import ATTRIBUTE_WORDS, SYNONYM_GROUPS
 from .scenes import content_key
@@ -106,22 +107,68 @@ class PairBatches:
         ["mlm_targets"]}; ``content`` keys what each image shows (see ``scenes.content_key``)."""
         index = self.indices(step)
         g = _generator(self.device, self.seed, step, 1 + world()[0])
-        pixels, tokens = self.pixels(index), self.tokens[index]
-        flipped = None
-        if self.augs[0].flip == "rewrite":  # one flip decision per pair, shared by views and caption
-            flipped = torch.rand(len(index), generator=g, device=self.device) < 0.5
-            tokens = self._rewrite_left_right(tokens, flipped)
-        boxes = self.boxes[index]
-        images = torch.stack([augment(pixels, aug, g, boxes, flipped) for aug in self.augs])
-        out = {"images": images, "texts": {}, "ids": index, "content": self.content[index]}
-        for name in self.text_views:
-            if name == "caption":
-                out["texts"][name] = tokens
-            elif name == "masked":
-                out["texts"][name], out["mlm_targets"] = mask_tokens(tokens, self.tokenizer, self.mask_prob, g)
-            else:
-                out["texts"][name] = self.eda(tokens, g)
-        return out
+        return assemble(self, self.pixels(index), self.tokens[index], self.boxes[index], index,
+                        self.content[index], Draws([g], len(index), self.device))
+
+
+def assemble(maker, pixels, tokens, boxes, ids, content, draws):
+    """A batch from its rows (of one run, or of K runs joined: :class:`JoinedBatches`) and its
+    ``draws``: the image views ``maker`` declares, then its text views, drawing in the same order."""
+    flipped = None
+    if maker.augs[0].flip == "rewrite":  # one flip decision per pair, shared by views and caption
+        flipped = draws.rand() < 0.5
+        tokens = maker._rewrite_left_right(tokens, flipped)
+    images = torch.stack([augment(pixels, aug, draws, boxes, flipped) for aug in maker.augs])
+    out = {"images": images, "texts": {}, "ids": ids, "content": content}
+    for name in maker.text_views:
+        if name == "caption":
+            out["texts"][name] = tokens
+        elif name == "masked":
+            out["texts"][name], out["mlm_targets"] = mask_tokens(tokens, maker.tokenizer, maker.mask_prob, draws)
+        else:
+            out["texts"][name] = maker.eda(tokens, draws)
+    return out
+
+
+class JoinedBatches:
+    """K runs' :class:`PairBatches` (one objective's views and batch size, one tokenizer, cached
+    images) made as one: ``batch(step)`` holds each run's own batch ``step`` bit for bit, stacked
+    (K, ...), captions padded to the widest run's. Each run draws from its own generators exactly
+    as alone (``Draws``); everything else runs once over K x B rows, from tables joined once."""
+
+    def __init__(self, makers):
+        if not self.can_join(makers):
+            raise ValueError("JoinedBatches: the runs must be PairBatches that share batch size, views and their "
+                             "augmentation, masking and tokenizer, and cache their images")
+        first = makers[0]
+        self.makers, self.device, width = makers, first.device, max(m.tokens.shape[1] for m in makers)
+        pad = lambda t: torch.nn.functional.pad(t, (0, width - t.shape[1]), value=first.tokenizer.pad_id)  # noqa: E731
+        self.images = torch.cat([m.images for m in makers])
+        self.tokens = torch.cat([pad(m.tokens) for m in makers])
+        self.boxes, self.content = torch.cat([m.boxes for m in makers]), torch.cat([m.content for m in makers])
+        self.offsets = torch.tensor([0] + [len(m.dataset) for m in makers[:-1]], device=self.device).cumsum(0)
+        self.widths = [m.tokens.shape[1] for m in makers]
+        self.positions = Draws.token_positions(self.widths, first.batch_size, self.device)
+
+    @staticmethod
+    def can_join(makers):
+        if not all(type(m) is PairBatches and m.images is not None and "batch" not in vars(m) for m in makers):
+            return False  # another maker, uncached images, or a batch() replaced on the instance: made alone
+        return len({(m.batch_size, tuple(m.augs), m.text_views, m.mask_prob, repr(m.tokenizer.state_dict()))
+                    for m in makers}) == 1
+
+    def batch(self, step):
+        ms, K = self.makers, len(self.makers)
+        ids = torch.cat([m.indices(step) for m in ms])
+        rows = ids + self.offsets.repeat_interleave(ms[0].batch_size)
+        gens = [_generator(self.device, m.seed, step, 1 + world()[0]) for m in ms]
+        draws = Draws(gens, ms[0].batch_size, self.device, self.widths, self.positions)
+        out = assemble(ms[0], self.images[rows].float() / 255, self.tokens[rows], self.boxes[rows], ids,
+                       self.content[rows], draws)
+        split = lambda t: t.view(K, -1, *t.shape[1:])  # noqa: E731
+        return {"images": out["images"].view(out["images"].shape[0], K, -1, *out["images"].shape[2:]).transpose(0, 1),
+                "texts": {k: split(v) for k, v in out["texts"].items()},
+                **{k: split(out[k]) for k in ("ids", "content", "mlm_targets") if k in out}}
 
 
 def shapecaps_tokenizer(context_length=24):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..draws import Draws
 from .scenes import SIZE_RADIUS
 
 
@@ -61,12 +62,12 @@ def object_boxes(scenes):
     return torch.stack([x0, y0, x1, y1], 1).clamp(0, 1)
 
 
-def _crop_boxes(B, aug, boxes, g):
+def _crop_boxes(aug, boxes, draws):
     """Random-resized-crop boxes (x0, y0, w, h) with area in crop_scale and aspect in [3/4, 4/3]."""
     lo, hi = aug.crop_scale
-    area = lo + (hi - lo) * torch.rand(B, **g)
+    area = lo + (hi - lo) * draws.rand()
     lo_r, hi_r = area.clamp_min(3 / 4).log(), (1 / area).clamp_max(4 / 3).log()  # keep w, h <= 1
-    ratio = torch.exp(lo_r + (hi_r - lo_r) * torch.rand(B, **g))
+    ratio = torch.exp(lo_r + (hi_r - lo_r) * draws.rand())
     w, h = (area * ratio).sqrt().clamp(max=1), (area / ratio).sqrt().clamp(max=1)
     lo_x, lo_y = torch.zeros_like(w), torch.zeros_like(h)
     hi_x, hi_y = 1 - w, 1 - h
@@ -74,15 +75,15 @@ def _crop_boxes(B, aug, boxes, g):
         w, h = torch.maximum(w, boxes[:, 2] - boxes[:, 0]), torch.maximum(h, boxes[:, 3] - boxes[:, 1])
         lo_x, lo_y = (boxes[:, 2] - w).clamp_min(0), (boxes[:, 3] - h).clamp_min(0)
         hi_x, hi_y = torch.minimum(boxes[:, 0], 1 - w), torch.minimum(boxes[:, 1], 1 - h)
-    x0 = lo_x + torch.rand(B, **g) * (hi_x - lo_x).clamp_min(0)
-    y0 = lo_y + torch.rand(B, **g) * (hi_y - lo_y).clamp_min(0)
+    x0 = lo_x + draws.rand() * (hi_x - lo_x).clamp_min(0)
+    y0 = lo_y + draws.rand() * (hi_y - lo_y).clamp_min(0)
     return x0, y0, w, h
 
 
-def _colour_jitter(img, aug, g):
+def _colour_jitter(img, aug, draws):
     B = len(img)
     b, c, s, h = aug.jitter
-    factor = lambda a: 1 + (torch.rand(B, 1, 1, 1, **g) * 2 - 1) * a  # noqa: E731
+    factor = lambda a: 1 + (draws.rand(1, 1, 1) * 2 - 1) * a  # noqa: E731
     luma_rgb, yiq, yiq_inverse = _colour_matrices(img.device)
     luma = luma_rgb[None, :, None, None]
     out = img * factor(b)
@@ -91,7 +92,7 @@ def _colour_jitter(img, aug, g):
     grey = (out * luma).sum(1, keepdim=True)
     out = ((out - grey) * factor(s) + grey).clamp(0, 1)
     if h > 0:  # hue rotation: rotate the chroma plane of YIQ by 2*pi*hue
-        angle = (torch.rand(B, **g) * 2 - 1) * h * 2 * torch.pi
+        angle = (draws.rand() * 2 - 1) * h * 2 * torch.pi
         cos, sin = angle.cos(), angle.sin()
         rot = torch.zeros(B, 3, 3, device=img.device)
         rot[:, 0, 0], rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = 1, cos, -sin, sin, cos
@@ -116,12 +117,13 @@ def _blur(img, sigma, sigma_max):
 
 def augment(images, aug, generator=None, boxes=None, flipped=None):
     """One random view of each image. ``flipped`` (B,) bool forces the flip decisions (so both
-    views of a pair, and its rewritten caption, agree); otherwise they are drawn here."""
+    views of a pair, and its rewritten caption, agree); otherwise they are drawn here.
+    ``generator``: a torch.Generator, or the :class:`Draws` of K runs' batches made as one."""
     B, _, S, _ = images.shape
-    g = dict(generator=generator, device=images.device)
-    x0, y0, w, h = _crop_boxes(B, aug, boxes if aug.keep_objects else None, g)
+    draws = Draws.of(generator, B, images.device)
+    x0, y0, w, h = _crop_boxes(aug, boxes if aug.keep_objects else None, draws)
     if flipped is None:
-        flipped = torch.rand(B, **g) < 0.5 if aug.flip != "none" else torch.zeros(B, dtype=torch.bool, device=images.device)
+        flipped = draws.rand() < 0.5 if aug.flip != "none" else torch.zeros(B, dtype=torch.bool, device=images.device)
     sign = 1 - 2 * flipped.float()
     theta = torch.zeros(B, 2, 3, device=images.device)
     theta[:, 0, 0], theta[:, 0, 2] = w * sign, 2 * x0 + w - 1
@@ -129,15 +131,15 @@ def augment(images, aug, generator=None, boxes=None, flipped=None):
     grid = F.affine_grid(theta, (B, 3, S, S), align_corners=False)
     out = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     if aug.p_jitter > 0:
-        on = torch.rand(B, 1, 1, 1, **g) < aug.p_jitter
-        out = torch.where(on, _colour_jitter(out, aug, g), out)
+        on = draws.rand(1, 1, 1) < aug.p_jitter
+        out = torch.where(on, _colour_jitter(out, aug, draws), out)
     if aug.p_gray > 0:
-        on = torch.rand(B, 1, 1, 1, **g) < aug.p_gray
+        on = draws.rand(1, 1, 1) < aug.p_gray
         luma = _colour_matrices(out.device)[0][None, :, None, None]
         out = torch.where(on, (out * luma).sum(1, keepdim=True).expand_as(out), out)
     if aug.p_blur > 0:  # MoCo's sigma 0.1-2 px at 224 px, scaled to this image size
-        sigma = (0.1 + 1.9 * torch.rand(B, **g)) * S / 224
-        on = torch.rand(B, 1, 1, 1, **g) < aug.p_blur
+        sigma = (0.1 + 1.9 * draws.rand()) * S / 224
+        on = draws.rand(1, 1, 1) < aug.p_blur
         out = torch.where(on, _blur(out, sigma.clamp_min(0.05), max(0.05, 2.0 * S / 224)), out)
     return out
 

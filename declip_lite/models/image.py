@@ -75,7 +75,9 @@ class ModifiedResNet(nn.Module):
         self.to(memory_format=torch.channels_last)  # NHWC convolutions and batch norms: faster on a CPU
 
     def forward(self, images):
-        x = self.stem(images.contiguous(memory_format=torch.channels_last))
+        if not torch._C._functorch.is_batchedtensor(images):  # a grouped (vmapped) step has no memory format
+            images = images.contiguous(memory_format=torch.channels_last)
+        x = self.stem(images)
         x = self.stages(x).flatten(2).transpose(1, 2)  # (B, N, width)
         return {"tokens": x, "pooled": x.mean(1), "embed": self.attnpool(x)}
 

@@ -33,9 +33,12 @@ def select_tokens(x, y, valid, k):
     sim = torch.einsum("bnd,bld->bnl", x, y).masked_fill(~valid[:, None, :], 0)
     patch_score = sim.sum(2)
     token_score = sim.sum(1).masked_fill(~valid, float("-inf"))
-    keep_x = torch.zeros_like(patch_score, dtype=torch.bool).scatter_(1, patch_score.topk(min(k, x.shape[1]), 1).indices, True)
-    top_t = token_score.topk(min(k, y.shape[1]), 1).indices
-    keep_y = torch.zeros_like(valid).scatter_(1, top_t, True) & valid
+
+    def marked(like, top):  # out of place, with a tensor source: a grouped (vmapped) step batches it
+        return torch.zeros_like(like, dtype=torch.bool).scatter(1, top, torch.ones_like(top, dtype=torch.bool))
+
+    keep_x = marked(patch_score, patch_score.topk(min(k, x.shape[1]), 1).indices)
+    keep_y = marked(valid, token_score.topk(min(k, y.shape[1]), 1).indices) & valid
     return keep_x, keep_y
 
 

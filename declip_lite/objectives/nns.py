@@ -29,10 +29,10 @@ class NNQueue(nn.Module):
 
     @torch.no_grad()
     def similarities(self, text, ids=None):
-        """Cosines of each row with every queue entry, in float32 even under bf16 autocast (where
-        a third of the look-ups would tie for the top two)."""
+        """Cosines of each row with every queue entry, in the queue's float32 even under bf16 autocast
+        (where a third of the look-ups would tie for the top two)."""
         with torch.autocast(text.device.type, enabled=False):
-            sim = F.normalize(text.float(), dim=-1) @ self.features.float().T
+            sim = F.normalize(text.to(self.features.dtype), dim=-1) @ self.features.T
         if self.exclude_self and ids is not None:
             sim = sim.masked_fill(self.ids[None] == ids[:, None], -2.0)
         return sim
@@ -51,7 +51,7 @@ class NNQueue(nn.Module):
     def enqueue(self, text, ids=None, content=None):
         n, size = len(text), len(self.features)
         slots = (self.ptr + torch.arange(n, device=text.device)) % size
-        self.features[slots] = F.normalize(text.float(), dim=-1)
+        self.features[slots] = F.normalize(text.to(self.features.dtype), dim=-1)
         unknown = torch.full_like(slots, -1)  # on the device: a CUDA graph cannot copy a host scalar in
         self.ids[slots] = unknown if ids is None else ids
         self.content[slots] = unknown if content is None else content

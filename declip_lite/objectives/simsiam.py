@@ -9,6 +9,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+class BatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm on float32 inputs: under bf16 autocast the Linear before it gives bf16, which a
+    vmapped (grouped) step's batch norm refuses beside its float32 weights. Without autocast, as
+    on a CPU, it is the plain BatchNorm1d."""
+
+    def forward(self, x):
+        return super().forward(x.to(self.weight.dtype))
+
+
 def _mlp(dims, last_bn):
     """Linear-BN-ReLU blocks, then a last Linear (and BN when ``last_bn``). A Linear has a bias
     exactly when no BN follows it: before a BN a bias cancels out (the reference's do)."""
@@ -18,7 +27,7 @@ def _mlp(dims, last_bn):
         bn = not last or last_bn
         layers += [nn.Linear(a, b, bias=not bn)]
         if bn:
-            layers += [nn.BatchNorm1d(b)]
+            layers += [BatchNorm1d(b)]
         if not last:
             layers += [nn.ReLU(inplace=True)]
     return nn.Sequential(*layers)

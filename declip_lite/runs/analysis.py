@@ -53,6 +53,6 @@ def result(run):
         "name": run.name, "method": run.method, "seed": run.seed, "preset": asdict(run.preset), "options": run.options,
         "hardware": hardware(run.trainer.device), "commit": commit(), "torch": torch.__version__, "train_seconds": run.trainer.train_seconds,
         "pairs_seen": run.trainer.step * run.preset.batch_size,
-        "threads": torch.get_num_threads(), "recoveries": run.trainer.recoveries,
+        "threads": torch.get_num_threads(), "group_size": run.group_size, "recoveries": run.trainer.recoveries,
         "filter_report": run.filter_report, "scorer": scorer, **scores, "zero_shot_own": own,
         "evals": run.trainer.evals})))

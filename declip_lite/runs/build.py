@@ -31,6 +31,7 @@ class Run:
     live_history: list = None  # steps trained here before shipped weights replaced them (``shipped.fit``)
     started: float = None  # time.perf_counter() when building began: a record's total_seconds
     task_metrics: dict = None  # {task: full zero-shot metrics} of the trained model (``analysis.analyse``)
+    group_size: int = 1  # the runs it trained with as one vmapped step (``runs.grouped``); 1: alone
 
     name = property(lambda self: self.config.name)
     method = property(lambda self: self.config.method)

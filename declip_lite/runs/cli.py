@@ -11,6 +11,7 @@ from ..checkpoint import save_json
 from ..objectives import objective_names
 from .config import PRESETS, RunConfig, SettingError, sections
 from .pipelines import train_csv
+from .grouped import MODES
 from .pool import RunsFailed, run_grid
 from . import readme
 from .reproduce import reproduce
@@ -60,11 +61,14 @@ def reproduce_main(argv):
     parser.add_argument("--runs-dir", default="data/runs")
     parser.add_argument("--device", default=None)
     parser.add_argument("--budget", type=float, default=None, help="seconds after which no run starts")
+    parser.add_argument("--group", default="auto", choices=MODES,
+                        help="runs of one step signature as one vmapped step (auto: on CUDA only)")
     args = parser.parse_args(argv)
     if args.budget is not None and not args.budget >= 0:  # NaN too
         parser.error(f"--budget must be seconds >= 0 (0: start no run), got {args.budget:g}")
     reproduce(args.scale, args.out, args.runs_dir, args.jobs, args.device,
-              command=" ".join(["python -m declip_lite.experiments reproduce", *argv]), budget=args.budget)
+              command=" ".join(["python -m declip_lite.experiments reproduce", *argv]), budget=args.budget,
+              group=args.group)
 
 
 def main(argv=None):
@@ -104,6 +108,8 @@ def run_command(argv):
     parser.add_argument("--augmentation", default=None)
     parser.add_argument("--methods", nargs="+", default=None, help="the methods a grid compares (default: its own)")
     parser.add_argument("--jobs", type=int, default=1, help="parallel training processes")
+    parser.add_argument("--group", default="auto", choices=MODES,
+                        help="runs of one step signature as one vmapped step (auto: on CUDA only)")
     parser.add_argument("--runs-dir", default="data/runs")
     parser.add_argument("--device", default=None)
     parser.add_argument("--summary", default=None, help="write the mean/std table and run records here (JSON)")
@@ -124,7 +130,7 @@ def run_command(argv):
             specs += grids.grid(name, args.preset, args.methods)
         else:
             specs += [RunConfig.of(name, args.preset, s, **run_options(args, name)) for s in args.seeds]
-    records = run_grid(specs, args.runs_dir, device, args.jobs)
+    records = run_grid(specs, args.runs_dir, device, args.jobs, group=args.group)
     for row in records.summarise():
         print(f"{row.method:12s} {row.pairs:6d} {json.dumps(row.options)[:60]:60s} "
               + "  ".join(f"{k} {row[k][0]:.3f}±{row[k][1]:.3f}" for k in ["shape", "mean"]))

@@ -15,6 +15,7 @@ import torch
 from ..objectives import objective_class
 from .cache import finished_record, train
 from .config import RunConfig
+from .grouped import describe, grouping, plan, train_group
 from .records import Records
 
 
@@ -71,14 +72,29 @@ def _single_threaded_children():
                 os.environ[k] = v
 
 
-def run_grid(configs, runs_dir="data/runs", device=None, jobs=1, progress=True, on_record=None, deadline=None):
+def _train_groups(wave, runs_dir, device, deadline):
+    """The runs of ``wave`` that ``runs_dir`` lacks, grouped by step signature; groups of two or
+    more trained now (the plan printed first), a group of one left to the per-run path."""
+    pending = [c for c in wave if finished_record(os.path.join(runs_dir, c.name)) is None]
+    groups = [g for g in plan(pending) if len(g) > 1]
+    if groups:
+        print(describe(groups), flush=True)
+    for g in groups:
+        if deadline is None or time.time() < deadline:
+            train_group(g, runs_dir, device)
+
+
+def run_grid(configs, runs_dir="data/runs", device=None, jobs=1, progress=True, on_record=None, deadline=None,
+             group="auto"):
     """Train the runs in ``configs`` (:class:`RunConfig`, or dicts of ``train`` arguments) that
     ``runs_dir`` lacks; return every run's :class:`Record`, in order. ``jobs`` > 1 trains in
     parallel processes (tiny models leave a GPU mostly idle). Filtered runs wait for the rest, so
     each scorer trains once. ``on_record(config, record)`` is called as each run finishes. A run
     that fails does not stop the others: all failures are raised together at the end. ``jobs`` is
     capped at the machine's cores. ``deadline`` (a ``time.time()``): no run starts after it; the
-    runs it left untrained are missing from the returned Records (rerun to finish them)."""
+    runs it left untrained are missing from the returned Records (rerun to finish them). ``group``
+    ("auto", "on", "off"): runs of one step signature train as one vmapped step (``runs.grouped``),
+    in this process, before the rest of their wave."""
     on_record = on_record or (lambda config, record: None)
     configs = [c if isinstance(c, RunConfig) else RunConfig.of(**c) for c in configs]
     filtered = [c for c in configs if c.scorer is not None]
@@ -97,6 +113,8 @@ def run_grid(configs, runs_dir="data/runs", device=None, jobs=1, progress=True, 
 
     jobs = min(jobs, os.cpu_count() or 1)
     for wave in (list(dict.fromkeys(w)) for w in waves):  # a run listed twice trains once
+        if grouping(group, device) and runs_dir:
+            _train_groups(wave, runs_dir, device, deadline)
         if jobs > 1 and len(wave) > 1:
             with _single_threaded_children(), ProcessPoolExecutor(
                     jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start,

@@ -20,7 +20,7 @@ PRESET = {"pairs": POSITIVE, "steps": COUNT, "batch_size": POSITIVE, "warmup": C
 RECORD = {"name": TEXT, "method": TEXT, "seed": COUNT, "preset": PRESET, "options": OBJECT,
           "zero_shot": MapOf(SCORE), **{s: Optional(MapOf(SCORE)) for s in SCORES[1:]},
           "train_seconds": Optional(SECONDS), "total_seconds": Optional(SECONDS),
-          "threads": Optional(POSITIVE), "recoveries": Optional([RECOVERY]), "evals": Optional([EVAL]),
+          "threads": Optional(POSITIVE), "group_size": Optional(POSITIVE), "recoveries": Optional([RECOVERY]), "evals": Optional([EVAL]),
           "history": Optional([ROW])}
 
 
@@ -80,6 +80,7 @@ class Record(_Setting):
     total_seconds: float = None  # building, training, evaluating and writing the run, in this process
     pairs_seen: int = None
     threads: int = None          # the CPU's intra-op threads it trained with (``cache.RUN_THREADS``)
+    group_size: int = None       # runs trained together as one vmapped step (``runs.grouped``); 1: alone
     recoveries: list = None       # each loss-crash recovery: step, loss, kind, resumed_from, lr_scale
     filter_report: dict = None   # what the data filter kept (``filtering.keep_matched``)
     scorer: str = None           # how the objective scores zero-shot ("global" or "token-wise")

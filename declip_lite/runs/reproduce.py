@@ -81,10 +81,12 @@ def recovered(record):
     return "" if n == 0 else f"  {'! ' if n > 1 else ''}{n} recover{'ies' if n > 1 else 'y'}"
 
 
-def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device=None, command=None, budget=None):
+def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device=None, command=None, budget=None,
+              group="auto"):
     """Train (or load) every run of ``scale``; write ``out/<scale>/``; return the Records.
     ``command``: how it was called, for the summary. ``budget``: seconds after which no run starts
-    (the summary then says how many of the plan finished; rerun to train the rest); 0 starts none."""
+    (the summary then says how many of the plan finished; rerun to train the rest); 0 starts none.
+    ``group``: runs of one step signature as one vmapped step ("auto": on CUDA, ``runs.grouped``)."""
     if budget is not None and not (isinstance(budget, (int, float)) and budget >= 0):
         raise ValueError(f"--budget must be a number of seconds >= 0, got {budget!r}")
     configs = plan(scale)
@@ -107,7 +109,8 @@ def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device
               f"train/total {seconds}  {config.name}{recovered(record)}", flush=True)
 
     deadline = None if budget is None else time.time() + budget
-    records = run_grid(configs, runs_dir, device, jobs, progress=False, on_record=finished, deadline=deadline)
+    records = run_grid(configs, runs_dir, device, jobs, progress=False, on_record=finished, deadline=deadline,
+                       group=group)
     names = {r.name for r in records}
     for config in grids.model_runs(scale):
         if config.name in names:
@@ -120,7 +123,7 @@ def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device
               f"started; rerun the same command to train them", flush=True)
     ran_on = records[0].hardware if records else hardware(pick_device(device))
     save_json({"scale": scale, "hardware": ran_on, "commit": commit(), "torch": torch.__version__,
-               "python": platform.python_version(), "threads": RUN_THREADS, "jobs": jobs,
+               "python": platform.python_version(), "threads": RUN_THREADS, "jobs": jobs, "group": group,
                "command": command,
                "seconds": time.perf_counter() - start, "runs": len(done), "planned": total, "budget": budget,
                # summed over the runs trained (not loaded) by whatever machine made each record

@@ -4,6 +4,8 @@ Working on ids, not strings, means nothing is re-tokenised inside a training ste
 """
 import torch
 
+from ..draws import Draws
+
 IGNORE = -100  # the cross-entropy ignore index for unmasked positions
 
 
@@ -15,12 +17,14 @@ def content_positions(tokens, tokenizer):
 def mask_tokens(tokens, tokenizer, p=0.15, generator=None):
     """BERT masking: select each word with prob ``p`` (never PAD/SOT/EOT/MASK); of the selected,
     80 % -> MASK, 10 % -> a random word, 10 % unchanged. Returns (masked tokens, targets), with
-    targets = IGNORE at unselected positions."""
-    g = dict(generator=generator, device=tokens.device)
-    selected = (torch.rand(tokens.shape, **g) < p) & content_positions(tokens, tokenizer)
-    roll = torch.rand(tokens.shape, **g)
+    targets = IGNORE at unselected positions. ``generator``: a torch.Generator, or K runs' :class:`Draws`."""
+    draws, (B, L) = Draws.of(generator, len(tokens), tokens.device), tokens.shape
+    rand = lambda shape, g: torch.rand(shape, generator=g, device=tokens.device)  # noqa: E731
+    selected = (draws.per_token(rand, L, 1.0) < p) & content_positions(tokens, tokenizer)
+    roll = draws.per_token(rand, L, 1.0)
     n_special = len(tokenizer.special_ids)
-    random_words = torch.randint(n_special, tokenizer.vocab_size, tokens.shape, **g)
+    random_words = draws.per_token(lambda shape, g: torch.randint(n_special, tokenizer.vocab_size, shape, generator=g,
+                                                                  device=tokens.device), L, 0)
     masked = torch.where(selected & (roll < 0.8), tokenizer.mask_id, tokens)
     masked = torch.where(selected & (roll >= 0.8) & (roll < 0.9), random_words, masked)
     return masked, torch.where(selected, tokens, IGNORE)
@@ -58,29 +62,31 @@ class TokenEDA:
                                                               (self.synonyms, self.n_synonyms, self.swappable))
 
     def __call__(self, tokens, generator=None):
+        """One EDA edit of each caption. ``generator``: a torch.Generator, or K runs' :class:`Draws`."""
         dev, (B, L) = tokens.device, tokens.shape
         self._tables_on(dev)
-        g = dict(generator=generator, device=dev)
-        op = torch.randint(0, 3, (B,), **g)
+        draws = Draws.of(generator, B, dev)
+        rand = lambda shape, g: torch.rand(shape, generator=g, device=dev)  # noqa: E731
+        op = draws.randint(0, 3)
         content = content_positions(tokens, self.tokenizer)
         rows = torch.arange(B, device=dev)
         out = tokens.clone()
         # 0: synonym replacement of one word that has synonyms
         n_syn = self.n_synonyms[tokens]
-        pick = torch.where(n_syn > 0, torch.rand((B, L), **g), -1.0).argmax(1)
+        pick = torch.where(n_syn > 0, draws.per_token(rand, L, 0.0), -1.0).argmax(1)
         word = tokens[rows, pick]
-        choice = (torch.rand(B, **g) * n_syn[rows, pick].clamp_min(1)).long()
+        choice = (draws.rand() * n_syn[rows, pick].clamp_min(1)).long()
         replace = (op == 0) & (n_syn[rows, pick] > 0)
         out[rows, pick] = torch.where(replace, self.synonyms[word, choice], word)
         # 1: swap two unprotected words
-        score = torch.where(self.swappable[tokens], torch.rand((B, L), **g), -1.0)
+        score = torch.where(self.swappable[tokens], draws.per_token(rand, L, 0.0), -1.0)
         top, pos = score.topk(2, dim=1)
         swap = (op == 1) & (top[:, 1] >= 0)
         a, b = pos[:, 0], pos[:, 1]
         ta, tb = out[rows, a], out[rows, b]
         out[rows, a], out[rows, b] = torch.where(swap, tb, ta), torch.where(swap, ta, tb)
         # 2: delete words with prob p_delete (keep at least one), then close the gaps
-        drop = (op[:, None] == 2) & content & (torch.rand((B, L), **g) < self.p_delete)
+        drop = (op[:, None] == 2) & content & (draws.per_token(rand, L, 1.0) < self.p_delete)
         drop &= (content & ~drop).any(1, keepdim=True)
         order = (drop.long() * L + torch.arange(L, device=dev)).argsort(1)
         return torch.where(drop, self.tokenizer.pad_id, out).gather(1, order)
