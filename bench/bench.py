@@ -1,5 +1,6 @@
 """Benchmarks: ShapeCaps images/s; for every registered objective the operators the host
-dispatches per step and the step time, eager and (on CUDA) as one CUDA graph; the DeCLIP/CLIP
+dispatches per step and the step time, eager and (on CUDA) as one CUDA graph; a group of K runs
+trained as one step (``train.group``): its operators per run-step, its time and memory; the DeCLIP/CLIP
 step-time ratio; our CLIP step against open_clip's (CLIP + ClipLoss + AdamW at vit-tiny's
 architecture); the analysis of one finished run. Every step is timed in turn, round after round,
 in one process (a shared machine drifts). The reproduction's setting: 2,000 pairs, batch 128.
@@ -128,6 +129,37 @@ def group_ops(methods=("clip", "declip", "slip", "filip", "clip_vit"), sizes=(1,
     return out
 
 
+GROUP_SIZES = {"clip": (1, 3, 16, 43), "declip": (3, 19), "slip": (3,)}  # the gpu scale's largest groups: 43, 19
+
+
+def group_step(device, sizes, steps):
+    """``{method: {K: {ms_per_run_step, peak_mib}}}``: the group step of K runs (``train.group``: batches
+    made as one, the vmapped update; bf16 autocast on CUDA) at the reproduction's setting (2,000
+    pairs, batch 128), timed over ``steps`` steps after two; on a GPU between CUDA events."""
+    from declip_lite.train.group import GroupTrainer
+
+    out = {}
+    for method, ks in sizes.items():
+        for k in ks:
+            group = GroupTrainer([experiments.build(method, "cpu", s, device=device, eval_n=8, pairs=2000).trainer
+                                  for s in range(k)])
+            for _ in range(2):
+                group.train_step()
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(steps):
+                group.train_step()
+            _sync(device)
+            seconds = (time.perf_counter() - start) / steps
+            peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+            out.setdefault(method, {})[k] = {"ms_per_run_step": 1e3 * seconds / k, "peak_mib": peak}
+            print(f"group step {method:8s} K={k:2d}: {out[method][k]}", flush=True)
+            del group
+    return out
+
+
 def analysis_seconds(device, eval_n=2000, rounds=3):
     """Seconds to evaluate and analyse one finished run at the gpu scale's ``eval_n``: the final
     zero-shot evaluation, one-prompt zero-shot, linear probes (their training draws rendered),
@@ -221,6 +253,8 @@ def main():
     for size in (32, 64, 128):
         result[f"images_per_s_{size}px"] = images_per_second(size, device, n if size < 128 else n // 4)
     result["group_ops"] = group_ops(("clip",), (1, 2)) if args.quick else group_ops()
+    result["group_step"] = group_step(device, {"clip": (1, 2)} if args.quick else GROUP_SIZES if cuda
+                                      else {"clip": (1, 4)}, 1 if args.quick else args.steps)
     result["analysis_s"] = analysis_seconds(device, args.eval_n, rounds=1 if args.quick else 3)
     result["analysis_eval_n"] = args.eval_n
     # the CUDA graph needs CUDA; built as fast="auto", so a capture that fails trains eagerly (graphed: false)

@@ -5,8 +5,11 @@
 #      at most 5 minutes), then notebook 08's text-depth step times (bench.py --depth-only)
 #   1. the captured step against eager (tests/test_graphed.py): if a graph disagrees, the rest trains
 #      eagerly; a step that cannot be captured trains eagerly by itself (the Trainer's fallback)
-#   2. bench/bench.py on the device (operators and step time per method, eager and graphed)
-#   3. reproduce --scale $SCALE with a budget (no run starts after it), notebooks in default mode beside it
+#   2. bench/bench.py on the device (operators and step time per method, eager and graphed; the group
+#      step of K runs: operators, ms per run-step and peak memory at the gpu scale's group sizes)
+#   3. reproduce --scale $SCALE with a budget (no run starts after it; on CUDA the runs of one step
+#      signature as one vmapped step, --group auto), each run against its shipped record; notebooks in
+#      default mode beside it
 #   4. nvidia-smi and the CPU load sampled every 2 s throughout
 # Everything lands in $OUT as 8 files: the log, the monitor CSV, the bench JSON, the parity log, the
 # notebooks' outcomes in smoke and default mode (as far as time allows), and two tarballs
@@ -86,6 +89,15 @@ else
 fi
 bounded $(( $(left) - 15 )) "$PY" -m declip_lite.experiments reproduce --scale "$SCALE" --jobs "$JOBS" \
   --out "$work/results" --runs-dir "$RUNS_DIR" --device "$DEVICE" --budget "$BUDGET" || say "reproduce failed or timed out"
+"$PY" - "$work/results/$SCALE" "results/$SCALE" <<'PYEOF' || say "no comparison with the shipped records"
+import json, pathlib, statistics, sys  # each run trained here (grouped on CUDA) against the shipped record
+new, old = (pathlib.Path(p) / "records" for p in sys.argv[1:])
+d = {p.stem: json.loads(p.read_text())["zero_shot_own"]["mean"] - json.loads((old / p.name).read_text())["zero_shot_own"]["mean"]
+     for p in new.glob("*.json") if (old / p.name).exists()}
+groups = [json.loads(p.read_text()).get("group_size") for p in new.glob("*.json")]
+print(f"against the shipped records: {len(d)} runs, mean zero-shot difference median {statistics.median(d.values()):+.4f}, "
+      f"largest {max(d.values(), key=abs):+.4f}; group sizes {sorted(set(groups), key=str)}" if d else "no shipped twin")
+PYEOF
 tar -czf "$OUT/results.tgz" -C "$work/results" . 2>/dev/null  # packed at once: the notebooks may still run
 [ -n "$notebooks" ] && wait $notebooks
 say "notebooks:"; cat "$work/notebooks.log" 2>/dev/null

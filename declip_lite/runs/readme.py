@@ -90,7 +90,24 @@ def bench_block(path):
                 cells += [f"{1e3 * r['graph_s']:.1f}" + ("" if r["graph_graphed"] else " (not captured)"),
                           f"{r['graph_ops']:,.0f}"]
             lines.append(f"| {m} | " + " | ".join(cells) + f" | {r['graph_host_ops_projected']:,.0f} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + group_lines(b)) + "\n"
+
+
+def group_lines(b):
+    """The group step's rows (``train.group``): non-view operators per update and per batch made as one,
+    per run-step, at each K; and its measured time per run-step where there is one."""
+    if "group_ops" not in b:
+        return []
+    sizes = sorted({int(k) for per in b["group_ops"].values() for k in per})
+    lines = ["", "Group step (K runs of one step signature as one vmapped step): non-view operators, update + "
+             "batch = per run-step.", "", "| method | " + " | ".join(f"K = {k}" for k in sizes) + " |",
+             "|---|" + "---:|" * len(sizes)]
+    for m, per in b["group_ops"].items():
+        cell = lambda r: f"{r['update']:,} + {r['batch']:,} = {r['per_run_step']:.1f}" if r else ""  # noqa: E731
+        lines.append(f"| {m} | " + " | ".join(cell(per.get(str(k), per.get(k))) for k in sizes) + " |")
+    times = [f"{m} K = {k}: {r['ms_per_run_step']:.1f} ms" + (f", {r['peak_mib']:,.0f} MiB" if r["peak_mib"] else "")
+             for m, per in b.get("group_step", {}).items() for k, r in per.items()]
+    return lines + (["", "Time per run-step: " + "; ".join(times) + "."] if times else [])
 
 
 def drift_block(path):
