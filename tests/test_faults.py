@@ -26,7 +26,7 @@ from declip_lite.data.captioned import BadInput, CaptionedImages, read_csv, read
 from declip_lite.text.tokenizer import BPETokenizer
 from declip_lite.checkpoint import RunLock
 from declip_lite.train import CHECKPOINT_VERSION
-from processes import alive, children, default_sigint
+from processes import alive, children, default_sigint, forked
 from test_real_data import CAPTIONS, _csv, _png
 from test_train import tiny_run
 
@@ -65,10 +65,18 @@ experiments.fit(run, runs_dir, progress=False)
 """
 
 
+def _run(runs_dir, fault, at):
+    torch.set_num_threads(1)
+    sys.argv = ["RUN", str(runs_dir), fault, str(at)]
+    exec(RUN, {"__name__": "__main__"})
+
+
 def train_in_a_process(runs_dir, fault="none", at=0):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", RUN, str(runs_dir), fault, str(at)], env=env,
-                          capture_output=True, text=True, timeout=120)
+    """RUN in a forked child (``processes.forked``): (exit status, what it printed). torch._dynamo,
+    which AdamW's first use imports, is imported here once: not again in every child."""
+    import torch._dynamo  # noqa: F401
+
+    return forked(_run, runs_dir, fault, at)
 
 
 def outcome(runs_dir):
@@ -89,7 +97,8 @@ def outcome(runs_dir):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     runs_dir = tmp_path_factory.mktemp("uninterrupted")
-    assert train_in_a_process(runs_dir).returncode == 0
+    status, printed = train_in_a_process(runs_dir)
+    assert status == 0, printed[-2000:]
     return outcome(runs_dir)
 
 
@@ -100,10 +109,10 @@ KILLS = [("step", at) for at in random.Random(0).sample(range(1, 12), 2)] + [
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("fault, at", KILLS, ids=[f"{f}-{a}" for f, a in KILLS])
 def test_a_run_killed_anywhere_is_finished_by_the_next_call_with_the_same_numbers(tmp_path, uninterrupted, fault, at):
-    killed = train_in_a_process(tmp_path, fault, at)
-    assert killed.returncode == -9, killed.stderr[-2000:]  # it really died there
-    resumed = train_in_a_process(tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    status, printed = train_in_a_process(tmp_path, fault, at)
+    assert status == -9, printed[-2000:]  # it really died there
+    status, printed = train_in_a_process(tmp_path)
+    assert status == 0, printed[-2000:]
     record, history, tasks, weights = outcome(tmp_path)
     expected = uninterrupted
     assert record == expected[0] and history == expected[1] and tasks == expected[2]
