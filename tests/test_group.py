@@ -10,6 +10,7 @@ from declip_lite import experiments
 from declip_lite.data.loader import JoinedBatches
 from declip_lite.objectives import objective_class, objective_names
 from declip_lite.train.group import GroupTrainer, signature
+from declip_lite.train.step import GraphedUpdate, optimizer_tensors
 from test_cuda_readiness import SyncCounter
 
 STEPS = 10
@@ -149,3 +150,38 @@ def test_a_run_whose_loss_crashes_leaves_the_group_recovers_alone_and_the_others
         expected, got = weights(reference), weights(t)
         assert max((expected[k] - got[k]).abs().max().item() for k in expected) <= 1e-9
     assert [len(t.recoveries) for t in grouped] == [0, 1, 0]
+
+
+def test_the_group_steps_graph_plumbing_replays_the_eager_group_steps_on_cpu():
+    """On CUDA the group step is captured once and replayed; here its plumbing without the graph."""
+    eager, fast = (GroupTrainer([trainer("declip", s, double=False) for s in (0, 1)]) for _ in range(2))
+    state = [*fast.params.values(), *fast.buffers.values(), *optimizer_tensors(fast.optimizer)]
+    fast.graph = GraphedUpdate(fast.update, fast.batches.batch(0), state, capture=False)
+    for _ in range(6):
+        assert torch.allclose(fast.train_step(), eager.train_step(), rtol=1e-4, atol=1e-5)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_a_group_resumed_from_its_checkpoints_ends_as_an_uninterrupted_group(tmp_path):
+    def runs():
+        out = [trainer("clip", s, double=False) for s in (0, 1)]
+        for t in out:
+            t.config.checkpoint_every, t.config.flush_every = 4, 2
+        return out
+
+    whole = GroupTrainer(runs()).fit(STEPS)
+    paths = [str(tmp_path / f"run{k}.pt") for k in (0, 1)]
+    group = GroupTrainer(runs())
+    step = group.train_step
+    group.train_step = lambda: step() if group.step < 6 else (_ for _ in ()).throw(Killed())  # dies before step 7
+    with pytest.raises(Killed):
+        group.fit(STEPS, checkpoints=paths)
+    resumed = [t.load(p) for t, p in zip(runs(), paths)]
+    assert [t.step for t in resumed] == [4, 4]  # the last checkpoint
+    GroupTrainer(resumed).fit(STEPS, checkpoints=paths)
+    for a, b in zip(whole, resumed):
+        assert all(torch.equal(x, y) for x, y in zip(weights(a).values(), weights(b).values()))
+        assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history] and a.evals[-1] == b.evals[-1]

@@ -22,7 +22,7 @@ from ..data.loader import JoinedBatches
 from ..recovery import LossCrash
 from . import observers
 from .config import decays
-from .step import autocast, init_adamw_state
+from .step import autocast, capture, init_adamw_state, set_lr
 
 PAD_KEYS = {"caption": 0, "masked": 0, "eda": 0}  # text views padded to the group's widest (pad id 0)
 
@@ -82,7 +82,7 @@ class GroupTrainer:
         self.batches = JoinedBatches(makers) if JoinedBatches.can_join(makers) else None
         self.forward = vmap(lambda p, b, batch: functional_call(self.template, (p, b), (batch,)),
                             randomness="error")
-        self._pending = []
+        self.graphed, self.graph, self._pending = first.graphed, None, []  # on CUDA: one captured group step
 
     def _stack_optimizer_state(self, modules):
         """Each run's AdamW moments (a run resumed mid-way has them) as the group's state."""
@@ -128,14 +128,14 @@ class GroupTrainer:
         """One step of every run, on each run's own batch ``step``."""
         self.template.train()
         lr = self.trainers[0].lr()
-        if self.lr_tensor is None:
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-        else:
-            self.lr_tensor.fill_(lr)
+        set_lr(self.optimizer, self.lr_tensor, lr)
         batch = self.batches.batch(self.step) if self.batches else stacked_batches(
             [t.batches.batch(t.step) for t in self.trainers])
-        rows = self.update(batch)
+        if self.graphed and self.graph is None:  # captured on the first step; eager where capture fails
+            self.graph = capture(self.update, batch, [*self.params.values(), *self.buffers.values()],
+                                 self.optimizer, self.device, strict=self.config.fast == "graph")
+            self.graphed = self.graph is not None
+        rows = self.update(batch) if self.graph is None else self.graph(batch).clone()
         self._pending.append((rows, lr))
         for t in self.trainers:
             t.step += 1

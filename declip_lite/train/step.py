@@ -93,22 +93,22 @@ def init_adamw_state(optimizer):
                                       "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
 
 
-def state_tensors(module, optimizer):
-    """Every tensor a step writes: parameters, buffers (BatchNorm statistics, queues), AdamW's state."""
-    tensors = [*module.state_dict(keep_vars=True).values()]
-    return tensors + [v for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
+def optimizer_tensors(optimizer):
+    """AdamW's state tensors (made now, as its first step would make them): a step writes them too."""
+    init_adamw_state(optimizer)
+    return [v for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
 
 
-def capture(step, batch, module, optimizer, device, strict=False):
-    """``step(batch)`` as a :class:`GraphedUpdate`, its warm-up undone; None, with one warning, if
-    capture fails on this GPU (the eager step is always right), unless ``strict``."""
+def capture(step, batch, tensors, optimizer, device, strict=False):
+    """``step(batch)`` as a :class:`GraphedUpdate` whose warm-up is undone on ``tensors`` (weights,
+    buffers: BatchNorm statistics, queues) and AdamW's state; None, with one warning, if capture
+    fails on this GPU (the eager step is always right), unless ``strict``."""
     try:
-        init_adamw_state(optimizer)
-        return GraphedUpdate(step, batch, state_tensors(module, optimizer), device)
+        return GraphedUpdate(step, batch, [*tensors, *optimizer_tensors(optimizer)], device)
     except Exception as e:  # noqa: BLE001 - any capture failure
         if strict:
             raise
-        warnings.warn(f"Trainer: CUDA graph capture failed ({type(e).__name__}: {str(e).splitlines()[0]}); "
+        warnings.warn(f"CUDA graph capture failed ({type(e).__name__}: {str(e).splitlines()[0]}); "
                       f"training eagerly", stacklevel=4)
         return None
 

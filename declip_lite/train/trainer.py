@@ -53,8 +53,8 @@ class Trainer:
         """The update on ``batch``: a replay of the captured step when there is one (captured on the
         first call), else :meth:`update`, eagerly. Returns the logged values (see ``update``)."""
         if self.graphed and self.graph is None:
-            self.graph = capture(self.update, batch, self.step_module, self.optimizer, self.device,
-                                 strict=self.config.fast == "graph")
+            self.graph = capture(self.update, batch, self.step_module.state_dict(keep_vars=True).values(),
+                                 self.optimizer, self.device, strict=self.config.fast == "graph")
             self.graphed = self.graph is not None
         return self.update(batch) if self.graph is None else self.graph(batch).clone()
 
