@@ -20,7 +20,8 @@ class Draws:
         """Where K runs' per-token draws go in a (K x B, widest) table, flattened: run k's rows, its
         own first ``widths[k]`` columns."""
         width = max(widths)
-        return torch.cat([((k * batch_size + torch.arange(batch_size))[:, None] * width + torch.arange(w)).reshape(-1)
+        rows = lambda k: k * batch_size + torch.arange(batch_size)  # noqa: E731
+        return torch.cat([(rows(k)[:, None] * width + torch.arange(w)).reshape(-1)
                           for k, w in enumerate(widths)]).to(device)
 
     @classmethod
@@ -44,8 +45,10 @@ class Draws:
         placed at its rows' first columns (``positions``), ``fill`` elsewhere."""
         if len(self.generators) == 1:
             return draw((self.batch_size, width), self.generators[0])
-        flat = torch.cat([draw((self.batch_size, w), g).reshape(-1) for g, w in zip(self.generators, self.widths)])
-        if len(flat) == len(self.generators) * self.batch_size * width:  # every run as wide as the widest
+        flat = torch.cat([draw((self.batch_size, w), g).reshape(-1)
+                          for g, w in zip(self.generators, self.widths)])
+        size = len(self.generators) * self.batch_size * width
+        if len(flat) == size:  # every run as wide as the widest
             return flat.view(-1, width)
-        out = torch.full((len(self.generators) * self.batch_size * width,), fill, dtype=flat.dtype, device=flat.device)
+        out = torch.full((size,), fill, dtype=flat.dtype, device=flat.device)
         return out.index_copy_(0, self.positions, flat).view(-1, width)

@@ -26,7 +26,7 @@ from declip_lite.data.captioned import BadInput, CaptionedImages, read_csv, read
 from declip_lite.text.tokenizer import BPETokenizer
 from declip_lite.checkpoint import RunLock
 from declip_lite.train import CHECKPOINT_VERSION
-from processes import alive, children, default_sigint, forked
+from processes import alive, children, default_sigint
 from test_real_data import CAPTIONS, _csv, _png
 from test_train import tiny_run
 
@@ -65,18 +65,10 @@ experiments.fit(run, runs_dir, progress=False)
 """
 
 
-def _run(runs_dir, fault, at):
-    torch.set_num_threads(1)
-    sys.argv = ["RUN", str(runs_dir), fault, str(at)]
-    exec(RUN, {"__name__": "__main__"})
-
-
 def train_in_a_process(runs_dir, fault="none", at=0):
-    """RUN in a forked child (``processes.forked``): (exit status, what it printed). torch._dynamo,
-    which AdamW's first use imports, is imported here once: not again in every child."""
-    import torch._dynamo  # noqa: F401
-
-    return forked(_run, runs_dir, fault, at)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", RUN, str(runs_dir), fault, str(at)], env=env,
+                          capture_output=True, text=True, timeout=120)
 
 
 def outcome(runs_dir):
@@ -97,8 +89,7 @@ def outcome(runs_dir):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     runs_dir = tmp_path_factory.mktemp("uninterrupted")
-    status, printed = train_in_a_process(runs_dir)
-    assert status == 0, printed[-2000:]
+    assert train_in_a_process(runs_dir).returncode == 0
     return outcome(runs_dir)
 
 
@@ -109,10 +100,10 @@ KILLS = [("step", at) for at in random.Random(0).sample(range(1, 12), 2)] + [
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("fault, at", KILLS, ids=[f"{f}-{a}" for f, a in KILLS])
 def test_a_run_killed_anywhere_is_finished_by_the_next_call_with_the_same_numbers(tmp_path, uninterrupted, fault, at):
-    status, printed = train_in_a_process(tmp_path, fault, at)
-    assert status == -9, printed[-2000:]  # it really died there
-    status, printed = train_in_a_process(tmp_path)
-    assert status == 0, printed[-2000:]
+    killed = train_in_a_process(tmp_path, fault, at)
+    assert killed.returncode == -9, killed.stderr[-2000:]  # it really died there
+    resumed = train_in_a_process(tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
     record, history, tasks, weights = outcome(tmp_path)
     expected = uninterrupted
     assert record == expected[0] and history == expected[1] and tasks == expected[2]
@@ -400,28 +391,46 @@ def test_workers_die_with_their_killed_parent(tmp_path):
 
 
 NEIGHBOUR = """
-import sys
-from declip_lite import experiments
+import os, sys, time
+from declip_lite import experiments, train
 from declip_lite.runs.pool import run_grid
+if len(sys.argv) > 2:  # the first process: hold run 0 at step 20 until the second says that it waits
+    step, go = train.Trainer.train_step, sys.argv[2]
+    def held(self):
+        deadline = time.time() + 60
+        while self.step == 20 and not os.path.exists(go) and time.time() < deadline:
+            time.sleep(0.1)
+        return step(self)
+    train.Trainer.train_step = held
 configs = [experiments.RunConfig.of("clip", "smoke", s, pairs=64, batch_size=16, steps=40, eval_n=16) for s in (0, 1)]
 for r in run_grid(configs, sys.argv[1], "cpu"):
-    print("RESULT", r.name, r.zero_shot["mean"])
+    print("RESULT", r.name, r.zero_shot["mean"], flush=True)
 """
 
 
 @pytest.mark.timeout(300)
 def test_two_grids_at_once_on_one_folder_both_finish_and_train_each_run_once(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    first = subprocess.Popen([sys.executable, "-c", NEIGHBOUR, str(tmp_path)], env=env, stdout=subprocess.PIPE, text=True)
+    env, go = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}, tmp_path / "go"
+    runs = tmp_path / "runs"
+    first = subprocess.Popen([sys.executable, "-c", NEIGHBOUR, str(runs), str(go)], env=env, stdout=subprocess.PIPE,
+                             text=True)
     deadline = time.time() + 60
-    while not list(tmp_path.glob("*.lock")) and time.time() < deadline:  # the first holds its first run
+    while not list(runs.glob("*.lock")) and time.time() < deadline:  # the first holds its first run
         time.sleep(0.1)
-    second = subprocess.run([sys.executable, "-c", NEIGHBOUR, str(tmp_path)], env=env, capture_output=True, text=True)
+    second = subprocess.Popen([sys.executable, "-c", NEIGHBOUR, str(runs)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    said = []
+    for line in second.stdout:  # the first goes on once the second says it waits for the first's run
+        said.append(line)
+        if "this run is being trained by pid" in line:
+            go.touch()
+    second.wait()
     out = first.communicate()[0]
-    assert first.returncode == 0 and second.returncode == 0, second.stderr[-2000:]
-    assert "this run is being trained by pid" in second.stdout  # it waited instead of failing
+    assert first.returncode == 0 and second.returncode == 0, second.stderr.read()[-2000:]
+    assert any("this run is being trained by pid" in line for line in said)  # it waited instead of failing
+    second_out = "".join(said)
     results = lambda text: sorted(line for line in text.splitlines() if line.startswith("RESULT"))  # noqa: E731
-    assert results(out) == results(second.stdout) and len(results(out)) == 2
+    assert results(out) == results(second_out) and len(results(out)) == 2
 
 
 def test_a_recovery_prints_one_line_and_is_counted_in_records_and_tables(capsys):

@@ -34,12 +34,15 @@ def step_signature(config):
     """What one compiled step of ``config``'s run depends on: method, the objective's options (its
     defaults filled in), the model (overrides equal to the default dropped), batch size, schedule and
     evaluation cadence, and the other TrainConfig fields but the clamp."""
-    options = {**objective_class(config.method).options(), **OBJECTIVES[config.method][1], **dict(config.objective)}
+    method = config.method
+    options = {**objective_class(method).options(), **OBJECTIVES[method][1], **dict(config.objective)}
     base = CONFIGS[config.preset.model or "rn-tiny"]
     model = {k: v for k, v in config.model if getattr(base, k) != v}
-    train = {k: v for k, v in config.train if k != "logit_scale_clamp" and getattr(TrainConfig(), k, None) != v}
+    default = TrainConfig()
+    train = {k: v for k, v in config.train if k != "logit_scale_clamp" and getattr(default, k, None) != v}
     preset = replace(config.preset, pairs=0, eval_n=0)  # data size and task size are the run's own
-    return repr((config.method, sorted(options.items()), sorted(model.items()), asdict(preset), sorted(train.items())))
+    return repr((method, sorted(options.items()), sorted(model.items()), asdict(preset),
+                 sorted(train.items())))
 
 
 def plan(configs):
@@ -54,8 +57,8 @@ def describe(groups):
     """The plan as a short table: groups, sizes, run-steps."""
     steps = sum(len(g) * g[0].preset.steps for g in groups)
     lines = [f"{len(groups)} groups of {sum(map(len, groups))} runs, {steps} run-steps:"]
-    lines += [f"  {len(g):3d} x {g[0].method:12s} {g[0].preset.model or 'rn-tiny':8s} {g[0].preset.steps:5d} steps"
-              for g in groups]
+    lines += [f"  {len(g):3d} x {g[0].method:12s} {g[0].preset.model or 'rn-tiny':8s} "
+              f"{g[0].preset.steps:5d} steps" for g in groups]
     return "\n".join(lines)
 
 

@@ -7,5 +7,5 @@ from .step import GraphedUpdate, TrainStep
 from .trainer import Trainer
 
 __all__ = ["TrainConfig", "Trainer", "TrainStep", "GraphedUpdate", "parameter_groups", "pick_device",
-           "seed_everything", "warmup_cosine", "CHECKPOINT", "CHECKPOINT_VERSION", "EVAL", "HISTORY", "RECOVERY",
-           "ROW"]
+           "seed_everything", "warmup_cosine", "CHECKPOINT", "CHECKPOINT_VERSION", "EVAL", "HISTORY",
+           "RECOVERY", "ROW"]

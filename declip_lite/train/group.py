@@ -31,9 +31,10 @@ def signature(trainer):
     """What a group's one compiled step depends on: runs that share it can be stacked. The
     logit-scale clamp is not in it (each run's bounds are tensors), nor the run's data or seed."""
     config = {k: v for k, v in asdict(trainer.config).items() if k != "logit_scale_clamp"}
-    objective = {k: v for k, v in vars(trainer.objective).items() if not k.startswith("_") and not torch.is_tensor(v)
-                 and isinstance(v, (int, float, str, bool, tuple, type(None)))}
-    return (type(trainer.objective).__name__, repr(sorted(objective.items())), repr(asdict(trainer.model.config)),
+    objective = {k: v for k, v in vars(trainer.objective).items()
+                 if not k.startswith("_") and isinstance(v, (int, float, str, bool, tuple, type(None)))}
+    return (type(trainer.objective).__name__, repr(sorted(objective.items())),
+            repr(asdict(trainer.model.config)),
             trainer.batches.batch_size, trainer.batches.image_views, trainer.batches.text_views, repr(config),
             trainer.lr_scale, str(trainer.device))
 
@@ -60,10 +61,14 @@ class GroupTrainer:
 
     def __init__(self, trainers):
         first = trainers[0]
-        if len({signature(t) for t in trainers}) > 1 or len({t.step for t in trainers}) > 1:
-            raise ValueError("GroupTrainer: the runs must share one step signature (signature()) and one step")
-        self.trainers, self.K, self.config, self.device = list(trainers), len(trainers), first.config, first.device
-        self.template = copy.deepcopy(first.step_module)  # its structure only: functional_call swaps its tensors
+        if len({signature(t) for t in trainers}) > 1:
+            raise ValueError("GroupTrainer: the runs must share one step signature (train.group.signature)")
+        if len({t.step for t in trainers}) > 1:
+            steps = sorted({t.step for t in trainers})
+            raise ValueError(f"GroupTrainer: the runs must be at one step, not at {steps}")
+        self.trainers = list(trainers)
+        self.K, self.config, self.device = len(trainers), first.config, first.device
+        self.template = copy.deepcopy(first.step_module)  # its structure: functional_call swaps its tensors
         modules = [t.step_module for t in trainers]
         self.params, self.buffers = stack_module_state(modules)
         self.params = {k: v.detach().requires_grad_() for k, v in self.params.items()}
@@ -71,10 +76,11 @@ class GroupTrainer:
         rest = [v for k, v in self.params.items() if not decays(k, v.ndim - 1)]
         cuda = self.device.type == "cuda"
         self.lr_tensor = torch.tensor(self.config.lr, device=self.device) if cuda else None
-        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.config.weight_decay},
+        c = self.config
+        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": c.weight_decay},
                                             {"params": rest, "weight_decay": 0.0}],
-                                           lr=self.lr_tensor if cuda else self.config.lr, betas=self.config.betas,
-                                           eps=self.config.eps, fused=True, capturable=cuda)
+                                           lr=self.lr_tensor if cuda else c.lr, betas=c.betas, eps=c.eps,
+                                           fused=True, capturable=cuda)
         self._stack_optimizer_state(modules)
         bounds = torch.tensor([t.config.logit_scale_clamp for t in trainers], device=self.device)
         self.low, self.high = bounds[:, 0], bounds[:, 1]
@@ -193,7 +199,10 @@ class GroupTrainer:
                 t.train_seconds += (time.perf_counter() - started) / group.K
             if crashed:
                 for k, t in enumerate(group.trainers):
-                    observers.recover(t, good[k], crashed[k]) if k in crashed else observers.rewind(t, good[k])
+                    if k in crashed:
+                        observers.recover(t, good[k], crashed[k])
+                    else:
+                        observers.rewind(t, good[k])
                 rest = [t for k, t in enumerate(group.trainers) if k not in crashed]
                 group = GroupTrainer(rest) if len(rest) > 1 else None
                 continue

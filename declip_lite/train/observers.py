@@ -81,7 +81,8 @@ def rewind(trainer, good):
     """Back to the ``good`` snapshot: its state, the history and evaluations up to it."""
     trainer.discard_pending()
     state = copy.deepcopy({k: v for k, v in good.items() if k not in ("history", "evals")})
-    restore(trainer, {**state, "history": trainer.history[:good["history"]], "evals": trainer.evals[:good["evals"]]})
+    restore(trainer, {**state, "history": trainer.history[:good["history"]],
+                      "evals": trainer.evals[:good["evals"]]})
 
 
 def recover(trainer, good, crash):
@@ -89,7 +90,8 @@ def recover(trainer, good, crash):
     c = trainer.config
     if len(trainer.recoveries) >= c.max_recoveries:
         raise FloatingPointError(give_up_message(crash, trainer.recoveries, c.recovery_lr_factor)) from None
-    lr_scale, seconds = trainer.lr_scale * c.recovery_lr_factor, trainer.seconds_trained()  # older in the snapshot
+    lr_scale = trainer.lr_scale * c.recovery_lr_factor
+    seconds = trainer.seconds_trained()  # not the snapshot's: the steps undone took time too
     recoveries = trainer.recoveries + [{"step": crash.step, "loss": crash.loss, "kind": crash.kind,
                                         "resumed_from": good["step"], "lr_scale": lr_scale}]
     rewind(trainer, good)
@@ -125,7 +127,8 @@ def restore(trainer, state):
     t.objective.load_state_dict(state["objective"])
     t.optimizer.load_state_dict(state["optimizer"])
     for group in t.optimizer.param_groups:
-        group["lr"], group["capturable"] = (t.config.lr, False) if t.lr_tensor is None else (t.lr_tensor, True)
+        cuda = t.lr_tensor is not None
+        group["lr"], group["capturable"] = (t.lr_tensor, True) if cuda else (t.config.lr, False)
     t.graph = None
     t.step, t.history, t.evals = state["step"], state["history"], state["evals"]
     t.recoveries, t.lr_scale = state["recoveries"], state["lr_scale"]
@@ -140,7 +143,8 @@ def save(trainer, path):
     trainer.flush()
     if not is_main():
         return
-    weights = [t for m in (trainer.model, trainer.objective) for t in m.state_dict().values() if t.is_floating_point()]
+    weights = [t for m in (trainer.model, trainer.objective) for t in m.state_dict().values()
+               if t.is_floating_point()]
     if not bool(torch.stack([torch.isfinite(t).all() for t in weights]).all()):  # one host read a save
         raise LossCrash(trainer.step, math.nan, "weights")
     state = state_dict(trainer)

@@ -69,8 +69,9 @@ def update(module, optimizer, config, batch, device):
     optimizer.step()
     model = unwrapped(module).model
     model.clamp_logit_scale(*config.logit_scale_clamp)
-    return [*terms, "grad_norm", "logit_scale"], torch.stack(
-        [*(v.detach().float() for v in terms.values()), grad_norm.float(), model.logit_scale.detach().exp().float()])
+    scale = model.logit_scale.detach().exp()
+    logged = [*(v.detach().float() for v in terms.values()), grad_norm.float(), scale.float()]
+    return [*terms, "grad_norm", "logit_scale"], torch.stack(logged)
 
 
 def set_lr(optimizer, lr_tensor, lr):

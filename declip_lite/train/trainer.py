@@ -24,14 +24,15 @@ class Trainer:
     def __init__(self, model, objective, batches, config=None, evaluator=None, device=None):
         c = self.config = config or TrainConfig()
         self.device = pick_device(device)
-        self.step_module, self.batches = TrainStep.of(model, objective, self.device, c.sync_batchnorm), batches
+        self.batches = batches
+        self.step_module = TrainStep.of(model, objective, self.device, c.sync_batchnorm)
         self.model, self.objective = unwrapped(self.step_module).model, unwrapped(self.step_module).objective
         self.evaluator = evaluator  # model -> dict of metrics, every eval_every steps and at the end
         cuda = self.device.type == "cuda"
         self.lr_tensor = torch.tensor(c.lr, device=self.device) if cuda else None  # read by a captured step
         self.optimizer = torch.optim.AdamW(parameter_groups([self.model, self.objective], c.weight_decay),
-                                           lr=c.lr if self.lr_tensor is None else self.lr_tensor, betas=c.betas,
-                                           eps=c.eps, fused=True, capturable=cuda)  # one kernel, not a loop
+                                           lr=self.lr_tensor if cuda else c.lr, betas=c.betas, eps=c.eps,
+                                           fused=True, capturable=cuda)  # one kernel, not a loop
         self.schedule = warmup_cosine(c.warmup, c.steps)
         self.graphed = (c.fast == "graph" or c.fast == "auto" and cuda) and world()[1] == 1
         if self.graphed and not cuda:
@@ -45,7 +46,7 @@ class Trainer:
         return self.config.lr * self.lr_scale * self.schedule(self.step if step is None else step)
 
     def update(self, batch):
-        """One eager step on ``batch`` (``step.update``); the logged values as one tensor, named in ``_keys``."""
+        """One eager step on ``batch`` (``step.update``); the logged values, named in ``_keys``."""
         self._keys, row = update(self.step_module, self.optimizer, self.config, batch, self.device)
         return row
 
@@ -98,7 +99,8 @@ class Trainer:
         if self.evaluator is None or not is_main():
             return None
         self.model.eval()
-        result = {"step": self.step, "pairs_seen": self.step * self.batches.batch_size, **self.evaluator(self.model)}
+        seen = self.step * self.batches.batch_size
+        result = {"step": self.step, "pairs_seen": seen, **self.evaluator(self.model)}
         self.evals.append(result)
         return result
 
@@ -124,7 +126,7 @@ class Trainer:
                         self._tick = time.perf_counter()  # evaluation time is not training time
                     if checkpoint and c.checkpoint_every and self.step % c.checkpoint_every == 0:
                         self.save(checkpoint)
-                except LossCrash as crash:  # one process: recover; under torchrun every rank would have to agree
+                except LossCrash as crash:  # one process recovers; under torchrun all ranks must agree
                     if world()[1] > 1:
                         raise FloatingPointError(f"{crash}; resume from the last checkpoint") from None
                     observers.recover(self, good, crash)
@@ -139,12 +141,10 @@ class Trainer:
                 self.save(checkpoint)
         return self.evals[-1] if self.evals else None
 
-    def restart_clock(self, seconds):
-        """Training time so far is ``seconds``; the clock runs from now (pairs/s too)."""
+    def restart_clock(self, seconds):  # training time so far is ``seconds``; the clock runs from now
         self.train_seconds, self._fit_started, self._tick = seconds, time.perf_counter(), time.perf_counter()
 
-    def seconds_trained(self):
-        """Seconds in fit() over every call and resume, the one running now included."""
+    def seconds_trained(self):  # seconds in fit() over every call and resume, the one running now included
         return self.train_seconds + (time.perf_counter() - self._fit_started if self._fit_started else 0.0)
 
     def state_dict(self):  # everything a resume needs (``observers.state_dict``)
