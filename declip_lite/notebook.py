@@ -138,7 +138,7 @@ def by_device(smoke, device, choice=None):
 def small_data(smoke):
     """Notebooks 02-06: (preset, overrides) of the small-data regime where extra supervision pays,
     2,000 pairs x 1,200 steps of 128, the same on a CPU and a GPU; seconds of training when ``smoke``."""
-    return ("smoke", dict(batch_size=64, steps=40)) if smoke else ("cpu", dict(SMALL_DATA))
+    return ("smoke", dict(batch_size=32, steps=12)) if smoke else ("cpu", dict(SMALL_DATA))
 
 
 def show_source(*functions):

@@ -98,12 +98,15 @@ def browser(lab):
         context.close()
 
 
-def smoke_copy(name):
-    """The notebook with SMOKE on (an injected cell after its parameters, as papermill does), under runs/."""
+def smoke_copy(name, runs_dir):
+    """The notebook with SMOKE on (an injected cell after its parameters, as papermill does), under
+    runs/. A notebook whose training draws live curves trains afresh; the others read ``runs_dir``,
+    the suite's shared runs (``conftest.shared_runs``), and train what it lacks."""
     nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
     work = SHOTS / "work" / name
     shutil.rmtree(work, ignore_errors=True)  # fresh runs: nothing cached by an older version
-    params = {"SMOKE": True, "DEVICE": "cpu", "RUNS_DIR": str(work / "runs"), "FIG_DIR": str(work / "figures")}
+    runs_dir = work / "runs" if name in LIVE else runs_dir
+    params = {"SMOKE": True, "DEVICE": "cpu", "RUNS_DIR": str(runs_dir), "FIG_DIR": str(work / "figures")}
     at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
     nb.cells.insert(at + 1, nbformat.v4.new_code_cell("\n".join(f"{k} = {v!r}" for k, v in params.items()),
                                                      metadata={"tags": ["injected-parameters"]}))
@@ -148,11 +151,11 @@ def picture(page, widget):
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("name", sorted(FIGURES))
-def test_a_student_sees_every_figure_and_live_widgets_in_jupyterlab(name, lab, browser):
+def test_a_student_sees_every_figure_and_live_widgets_in_jupyterlab(name, lab, browser, shared_runs):
     SHOTS.mkdir(parents=True, exist_ok=True)
     for old in SHOTS.glob(f"{name}-*.png"):
         old.unlink()
-    path, n_code = smoke_copy(name)
+    path, n_code = smoke_copy(name, shared_runs)
     page = browser.new_page()
     open_notebook(page, lab, path)
     page.screenshot(path=SHOTS / f"{name}-1-opened.png")
@@ -211,9 +214,9 @@ def test_a_student_sees_every_figure_and_live_widgets_in_jupyterlab(name, lab, b
 
 
 @pytest.mark.timeout(600)
-def test_notebook_07s_forest_plot_renders_in_jupyterlab(lab, browser):
+def test_notebook_07s_forest_plot_renders_in_jupyterlab(lab, browser, shared_runs):
     """07's key result is a picture: every rung minus CLIP, with its interval and verdict."""
-    path, n_code = smoke_copy("07_declip_findings")
+    path, n_code = smoke_copy("07_declip_findings", shared_runs)
     page = browser.new_page()
     open_notebook(page, lab, path)
     run_all(page, n_code, SHOTS / "07_declip_findings-stuck.png", timeout=400)

@@ -6,11 +6,13 @@ import pickle
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from declip_lite import experiments, grids, report
+from declip_lite.data import external
 from declip_lite.data.external import sklearn_digits
 from declip_lite.data.loader import PairBatches
 from declip_lite.data.shapecaps import ShapeCaps
@@ -114,6 +116,10 @@ def test_sklearn_digits_are_real_ten_class_images():
     assert task.images.shape == (200, 3, 32, 32) and 0 <= task.images.min() and task.images.max() <= 1
     assert set(task.labels.tolist()) == set(range(10)) and task.classnames[3] == "3"
     assert len(sklearn_digits(32)) == 1797
+    from sklearn.datasets import load_digits  # read from scikit-learn's own file: the same digits
+
+    images, target = external._handwritten()
+    assert np.array_equal(images, load_digits().images) and np.array_equal(target, load_digits().target)
 
 
 def test_a_run_is_named_once_by_its_config_and_a_grid_is_read_not_retrained(tmp_path, monkeypatch):

@@ -5,8 +5,12 @@ digits, torchvision's CIFAR-10/100 and STL-10, and any ImageNet-style folder of 
 shows font-rendered digits, so zero-shot accuracy there measures transfer to real handwriting.
 Every task is a :class:`ZeroShotTask`, so ``evaluate.zero_shot`` gives the same metrics and JSON.
 """
+import functools
+import importlib.util
 import os
+import pathlib
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -14,13 +18,19 @@ from .scenes import COLOURS, DIGITS, SIZE_RADIUS
 from .shapecaps import TASKS, ZeroShotTask
 
 
+@functools.lru_cache(maxsize=1)
+def _handwritten():
+    """scikit-learn's digits as (images (1797, 8, 8), targets), read from the CSV file it ships:
+    ``load_digits`` reads the same file, after importing all of ``sklearn.datasets`` (1.5 s)."""
+    path = pathlib.Path(importlib.util.find_spec("sklearn").origin).parent / "datasets" / "data" / "digits.csv.gz"
+    table = np.loadtxt(path, delimiter=",")
+    return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
+
+
 def sklearn_digits(image_size=32, device="cpu", n=None):
     """The first ``n`` (default all) digits, each centred at ShapeCaps' "large" size, in one of
     its colours (cycling) on grey."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images, target = digits.images[:n], digits.target[:n]
+    images, target = (a[:n] for a in _handwritten())
     alpha = torch.tensor(images, dtype=torch.float32)[:, None] / 16  # ink, (N, 1, 8, 8)
     side = round(2 * SIZE_RADIUS[-1] * image_size)
     alpha = F.interpolate(alpha, size=(side, side), mode="bilinear", align_corners=False).clamp(0, 1)

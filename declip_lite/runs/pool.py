@@ -72,16 +72,24 @@ def _single_threaded_children():
                 os.environ[k] = v
 
 
-def _train_groups(wave, runs_dir, device, deadline):
-    """The runs of ``wave`` that ``runs_dir`` lacks, grouped by step signature; groups of two or
-    more trained now (the plan printed first), a group of one left to the per-run path."""
+def _groups(wave, runs_dir, device, group):
+    """The runs of ``wave`` that ``runs_dir`` lacks, grouped by step signature when ``group`` asks
+    (``runs.grouped``): the groups of two or more (their plan printed); the rest train alone."""
+    if not (grouping(group, device) and runs_dir):
+        return []
     pending = [c for c in wave if finished_record(os.path.join(runs_dir, c.name)) is None]
     groups = [g for g in plan(pending) if len(g) > 1]
     if groups:
         print(describe(groups), flush=True)
-    for g in groups:
-        if deadline is None or time.time() < deadline:
-            train_group(g, runs_dir, device)
+    return groups
+
+
+def _train_group(configs, runs_dir, device, plugins=(), deadline=None):
+    """Train one group (its records land in ``runs_dir``) unless the ``deadline`` has passed."""
+    for plugin in plugins:
+        importlib.import_module(plugin)
+    if deadline is None or time.time() < deadline:
+        train_group(configs, runs_dir, device)
 
 
 def run_grid(configs, runs_dir="data/runs", device=None, jobs=1, progress=True, on_record=None, deadline=None,
@@ -94,7 +102,7 @@ def run_grid(configs, runs_dir="data/runs", device=None, jobs=1, progress=True, 
     capped at the machine's cores. ``deadline`` (a ``time.time()``): no run starts after it; the
     runs it left untrained are missing from the returned Records (rerun to finish them). ``group``
     ("auto", "on", "off"): runs of one step signature train as one vmapped step (``runs.grouped``),
-    in this process, before the rest of their wave."""
+    each group one job beside the runs trained alone."""
     on_record = on_record or (lambda config, record: None)
     configs = [c if isinstance(c, RunConfig) else RunConfig.of(**c) for c in configs]
     filtered = [c for c in configs if c.scorer is not None]
@@ -112,19 +120,39 @@ def run_grid(configs, runs_dir="data/runs", device=None, jobs=1, progress=True, 
                 on_record(config, record)
 
     jobs = min(jobs, os.cpu_count() or 1)
+    plugin = lambda c: objective_class(c.method).__module__  # noqa: E731  (imported first in a fresh worker)
     for wave in (list(dict.fromkeys(w)) for w in waves):  # a run listed twice trains once
-        if grouping(group, device) and runs_dir:
-            _train_groups(wave, runs_dir, device, deadline)
-        if jobs > 1 and len(wave) > 1:
+        groups = _groups(wave, runs_dir, device, group)
+        grouped = {c for g in groups for c in g}
+        alone = [c for c in wave if c not in grouped]
+
+        def group_done(configs, outcome):  # a group's failure is each of its runs'; its records are read
+            try:
+                outcome()
+            except Exception as e:
+                failed.update({c.name: e for c in configs})
+            else:
+                for c in configs:
+                    finished(c, lambda: _record(c, runs_dir, device, False, deadline=deadline))
+
+        if jobs > 1 and len(groups) + len(alone) > 1:
             with _single_threaded_children(), ProcessPoolExecutor(
                     jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start,
                     initargs=(os.getpid(),)) as pool:
-                futures = {pool.submit(_record, c, runs_dir, device, False,
-                                       objective_class(c.method).__module__, deadline): c for c in wave}
+                futures = {pool.submit(_train_group, g, runs_dir, device, sorted({plugin(c) for c in g}),
+                                       deadline): g for g in groups}  # the largest first
+                futures.update({pool.submit(_record, c, runs_dir, device, False, plugin(c), deadline): c
+                                for c in alone})
                 for future in as_completed(futures):
-                    finished(futures[future], future.result)
+                    done = futures[future]
+                    if isinstance(done, list):
+                        group_done(done, future.result)
+                    else:
+                        finished(done, future.result)
         else:
-            for c in wave:
+            for g in groups:
+                group_done(g, lambda: _train_group(g, runs_dir, device, deadline=deadline))
+            for c in alone:
                 finished(c, lambda: _record(c, runs_dir, device, progress, deadline=deadline))
     if failed:
         lines = [f"{name}: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
