@@ -1,11 +1,13 @@
 """Every numbered notebook, executed by papermill in smoke mode (the executed copy, failing or not,
-stays in runs/tests/), and the helpers the notebooks call: parameter checks and widgets."""
+stays in runs/tests/), but those that test_browser runs in JupyterLab where it can; and the helpers
+the notebooks call: parameter checks and widgets."""
 import importlib.util
 import json
 import pathlib
 
 import matplotlib.pyplot as plt
 import pytest
+import test_browser
 import torch
 
 from declip_lite import notebook
@@ -18,8 +20,12 @@ run_notebooks = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(run_notebooks)
 
 
+IN_BROWSER = set() if test_browser.missing() else test_browser.EXECUTED  # run once, there, where it can
+
+
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("notebook", run_notebooks.notebooks(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("notebook", [p for p in run_notebooks.notebooks() if p.stem not in IN_BROWSER],
+                         ids=lambda p: p.stem)
 def test_notebook_runs_in_smoke_mode(notebook, tmp_path, shared_runs):
     import papermill
 

@@ -111,7 +111,8 @@ class Trainer:
         current step, writes ``checkpoint`` and raises ``KeyboardInterrupt``; calling ``fit``
         again (or re-running the cell) resumes there."""
         total, c = steps or self.config.steps, self.config
-        self.restart_clock(self.train_seconds)
+        if self.step < total:  # a finished run, loaded, adds no time
+            self.restart_clock(self.train_seconds)
         good = observers.snapshot(self)
         with StepBoundaryInterrupt() as interrupt, observers.Progress(self, total, progress, label) as bar:
             while self.step < total and not interrupt.requested:
