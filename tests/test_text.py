@@ -58,5 +58,6 @@ def test_the_vocabulary_is_the_same_in_every_process():
 
     script = "from declip_lite.data.loader import shapecaps_tokenizer; print(shapecaps_tokenizer().words)"
     vocabularies = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                                   env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")}
+                                   env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+                    for seed in ("1", "2", "3")}
     assert len(vocabularies) == 1
