@@ -81,9 +81,10 @@ def batch_ops(t):
     return ops_per_step(lambda: t.batches.batch(t.step)) + tensors + 2
 
 
-VIEWS = {"view", "_unsafe_view", "reshape", "expand", "permute", "transpose", "t", "unsqueeze", "squeeze", "select",
-         "slice", "as_strided", "unflatten", "flatten", "alias", "detach", "split", "split_with_sizes", "unbind",
-         "chunk", "narrow", "diagonal", "view_as", "expand_as", "_reshape_alias", "lift_fresh", "unfold"}
+VIEWS = {"view", "_unsafe_view", "reshape", "expand", "permute", "transpose", "t", "unsqueeze", "squeeze",
+         "select", "slice", "as_strided", "unflatten", "flatten", "alias", "detach", "split",
+         "split_with_sizes", "unbind", "chunk", "narrow", "diagonal", "view_as", "expand_as",
+         "_reshape_alias", "lift_fresh", "unfold"}
 SYNCS = {"_local_scalar_dense", "item", "nonzero", "is_nonzero", "equal", "masked_select"}
 
 
@@ -129,7 +130,8 @@ def group_ops(methods=("clip", "declip", "slip", "filip", "clip_vit"), sizes=(1,
     return out
 
 
-GROUP_SIZES = {"clip": (1, 3, 16, 43), "declip": (3, 19), "slip": (3,)}  # the gpu scale's largest groups: 43, 19
+# the gpu scale's largest groups: 43, 19
+GROUP_SIZES = {"clip": (1, 3, 16, 43), "declip": (3, 19), "slip": (3,)}
 
 
 def group_step(device, sizes, steps):
@@ -141,7 +143,8 @@ def group_step(device, sizes, steps):
     out = {}
     for method, ks in sizes.items():
         for k in ks:
-            group = GroupTrainer([experiments.build(method, "cpu", s, device=device, eval_n=8, pairs=2000).trainer
+            group = GroupTrainer([experiments.build(method, "cpu", s, device=device, eval_n=8,
+                                                    pairs=2000).trainer
                                   for s in range(k)])
             for _ in range(2):
                 group.train_step()
@@ -185,15 +188,16 @@ def open_clip_step(device, preset, tokenizer):
         import open_clip
     except ImportError:
         return None
-    cfg, p = model_config("vit-tiny", vocab_size=tokenizer.vocab_size, context_length=tokenizer.context_length), \
-        experiments.PRESETS[preset]
+    cfg, p = model_config("vit-tiny", vocab_size=tokenizer.vocab_size,
+                          context_length=tokenizer.context_length), experiments.PRESETS[preset]
     vocab_size = tokenizer.vocab_size
     model = open_clip.model.CLIP(cfg.embed_dim, open_clip.model.CLIPVisionCfg(
-        layers=cfg.vit_layers, width=cfg.vit_width, head_width=cfg.vit_width // cfg.vit_heads, patch_size=cfg.vit_patch,
-        image_size=cfg.image_size), open_clip.model.CLIPTextCfg(
+        layers=cfg.vit_layers, width=cfg.vit_width, head_width=cfg.vit_width // cfg.vit_heads,
+        patch_size=cfg.vit_patch, image_size=cfg.image_size), open_clip.model.CLIPTextCfg(
         context_length=cfg.context_length, vocab_size=vocab_size, width=cfg.text_width, heads=cfg.text_heads,
         layers=cfg.text_layers)).to(device)
-    loss, opt = open_clip.loss.ClipLoss(), torch.optim.AdamW(model.parameters(), lr=p.lr, betas=(0.9, 0.98), eps=1e-8)
+    loss, opt = open_clip.loss.ClipLoss(), torch.optim.AdamW(model.parameters(), lr=p.lr, betas=(0.9, 0.98),
+                                                             eps=1e-8)
     images = torch.rand(p.batch_size, 3, cfg.image_size, cfg.image_size, device=device)
     tokens = torch.randint(1, vocab_size, (p.batch_size, cfg.context_length), device=device)
 
@@ -229,16 +233,19 @@ def median(values):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default=None)
     parser.add_argument("--steps", type=int, default=10, help="steps per method per round")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of every method in turn (A B C A B C ...)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds of every method in turn (A B C A B C ...)")
     parser.add_argument("--methods", nargs="+", default=None, help="default: every registered objective")
     parser.add_argument("--eval-n", type=int, default=2000, help="images per task in the analysis of one run")
     parser.add_argument("--out", default=None)
     parser.add_argument("--depth-only", action="store_true", help="only notebook 08's text-depth step times")
     parser.add_argument("--quick", action="store_true",
-                        help="a check that it runs, not a measurement: 200 images a size, one analysis, one step")
+                        help="a check that it runs, not a measurement: 200 images a size, one analysis, "
+                             "one step")
     args = parser.parse_args()
     device = pick_device(args.device)
     if args.depth_only:
@@ -284,7 +291,8 @@ def main():
     result["declip_pairs_per_s"] = batch / per_method["declip"][f"{fast}_s"]
     ratios = {"declip_over_clip": (f"declip/{fast}", f"clip/{fast}")}
     if theirs is not None:
-        ratios["ours_over_open_clip_pairs_per_s"] = ("open_clip_vit", f"clip_vit/{fast}")  # their step time / ours
+        # their step time / ours
+        ratios["ours_over_open_clip_pairs_per_s"] = ("open_clip_vit", f"clip_vit/{fast}")
     for key, (a, b) in ratios.items():
         per_round = [x / y for x, y in zip(seconds[a], seconds[b])]
         result[key], result[key + "_range"] = median(per_round), [min(per_round), max(per_round)]

@@ -35,7 +35,8 @@ TIMINGS = ("train_seconds", "total_seconds", "hardware")
 def reproduce(out, runs, jobs):
     return subprocess.Popen([sys.executable, "-m", "declip_lite.experiments", "reproduce", "--scale", "smoke",
                              "--jobs", str(jobs), "--out", str(out), "--runs-dir", str(runs)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
 
 
 def records(out):
@@ -55,7 +56,8 @@ def differences(got, expected):
     found = [f"{name}: missing" for name in expected if name not in got]
     for name, record in got.items():
         other = expected.get(name, {})
-        found += [f"{name}: {key}" for key in sorted(set(record) | set(other)) if record.get(key) != other.get(key)]
+        found += [f"{name}: {key}" for key in sorted(set(record) | set(other))
+                  if record.get(key) != other.get(key)]
     return found
 
 
@@ -83,7 +85,8 @@ def kill_and_restart(work, kills, jobs, rng):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--pairs", type=int, default=3, help="rounds of two reproductions started together")
     parser.add_argument("--jobs", type=int, default=2)

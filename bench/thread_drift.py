@@ -20,25 +20,32 @@ from declip_lite.runs.build import commit
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    preset, setting, code = *notebook.small_data(False), commit()  # the code that trains, before anything can change
+    # the code that trains, before anything can change
+    preset, setting, code = *notebook.small_data(False), commit()
     scores = {}
     for seed in args.seeds:
         for threads in args.threads:
             torch.set_num_threads(threads)
-            run = experiments.train("clip", preset, seed, runs_dir=None, progress=False, device="cpu", **setting)
+            run = experiments.train("clip", preset, seed, runs_dir=None, progress=False, device="cpu",
+                                    **setting)
             scores[f"{threads}/{seed}"] = run.record.zero_shot
-            print(f"seed {seed}, {threads} threads: mean zero-shot {run.record.zero_shot['mean']:.4f}", flush=True)
+            print(f"seed {seed}, {threads} threads: mean zero-shot {run.record.zero_shot['mean']:.4f}",
+                  flush=True)
     base = args.threads[0]
-    drift = {f"{t}_minus_{base}": [scores[f"{t}/{s}"]["mean"] - scores[f"{base}/{s}"]["mean"] for s in args.seeds]
+    drift = {f"{t}_minus_{base}": [scores[f"{t}/{s}"]["mean"] - scores[f"{base}/{s}"]["mean"]
+                                   for s in args.seeds]
              for t in args.threads[1:]}
     spread = statistics.stdev(scores[f"{base}/{s}"]["mean"] for s in args.seeds)
-    result = {"hardware": f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)", "torch": torch.__version__, "commit": code,
-              "command": " ".join(["python bench/thread_drift.py", *sys.argv[1:]]), "run": "clip", "preset": preset,
+    result = {"hardware": f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
+              "torch": torch.__version__, "commit": code,
+              "command": " ".join(["python bench/thread_drift.py", *sys.argv[1:]]),
+              "run": "clip", "preset": preset,
               **setting, "scores": scores, "drift_of_mean": drift, "seed_std_of_mean": spread}
     print(json.dumps({"drift_of_mean": drift, "seed_std_of_mean": spread}, indent=1))
     if args.out:

@@ -2,7 +2,8 @@
 from .data.captioned import CaptionedImages, read_csv, read_folder, read_webdataset
 from .data.loader import PairBatches, shapecaps_tokenizer
 from .data.shapecaps import TASKS, ShapeCaps, ZeroShotTask, make_task, make_tasks
-from .evaluate import evaluate_tasks, image_features, retrieval, text_features, zero_shot, zero_shot_classifier
+from .evaluate import (evaluate_tasks, image_features, retrieval, text_features, zero_shot,
+                       zero_shot_classifier)
 from .models.clip import CLIPModel, ModelConfig, model_config
 from .objectives import CLIP, DeCLIP, Objective, make_objective, objective_names, register
 from .text.tokenizer import BPETokenizer, WordTokenizer
@@ -24,6 +25,7 @@ __all__ = [
     "BPETokenizer", "CLIP", "CLIPModel", "CaptionedImages", "DeCLIP", "ModelConfig", "Objective", "PRESETS",
     "PairBatches", "ShapeCaps", "TASKS", "TrainConfig", "Trainer", "WordTokenizer", "ZeroShotTask",
     "build", "evaluate_tasks", "image_features", "make_objective", "make_task", "make_tasks", "make_trainer",
-    "model_config", "objective_names", "pick_device", "read_csv", "read_folder", "read_webdataset", "register",
-    "retrieval", "run_grid", "shapecaps_tokenizer", "text_features", "zero_shot", "zero_shot_classifier",
+    "model_config", "objective_names", "pick_device", "read_csv", "read_folder", "read_webdataset",
+    "register", "retrieval", "run_grid", "shapecaps_tokenizer", "text_features", "zero_shot",
+    "zero_shot_classifier",
 ]

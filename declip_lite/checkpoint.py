@@ -18,10 +18,12 @@ import torch
 
 
 def rng_state():
-    """torch, numpy and Python RNG states as tensors and plain lists (``torch.load(weights_only=True)`` reads them)."""
+    """torch, numpy and Python RNG states as tensors and plain lists
+    (``torch.load(weights_only=True)`` reads them)."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     version, internal, gauss_next = random.getstate()
-    return {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+    return {"torch": torch.get_rng_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
             "python": [version, list(internal), gauss_next]}
 
 
@@ -69,7 +71,8 @@ def write_durably(path, write, mode="wb"):
             stat = os.statvfs(folder)
             full = getattr(e, "errno", None) == errno.ENOSPC or stat.f_bavail * stat.f_frsize < 2**20
             os.remove(tmp)
-            error = OSError(f"{'no space left writing' if full else 'cannot write'} {path}{'' if full else f': {e}'} "
+            error = OSError(f"{'no space left writing' if full else 'cannot write'} "
+                            f"{path}{'' if full else f': {e}'} "
                             f"(the previous file, if any, is intact)")
             error.errno = errno.ENOSPC if full else getattr(e, "errno", None) or errno.EIO
             raise error from None
@@ -220,14 +223,16 @@ def load_torch(path, fix, version=None, map_location="cpu", schema=None):
     try:
         found = _peek(path).get("version")
     except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, ValueError, KeyError, OSError) as e:
-        raise DamagedFile(f"{path}: damaged file, truncated or corrupt ({type(e).__name__}: {e}); {fix}") from None
+        raise DamagedFile(f"{path}: damaged file, truncated or corrupt ({type(e).__name__}: {e}); "
+                          f"{fix}") from None
     if version is not None and found != version:
-        raise DamagedFile(f"{path}: checkpoint version {found}, expected {version} (another declip-lite wrote it); "
-                          f"{fix}")
+        raise DamagedFile(f"{path}: checkpoint version {found}, expected {version} "
+                          f"(another declip-lite wrote it); {fix}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # objects a weights-only load refuses: a file this package did not write
-        raise DamagedFile(f"{path}: not a file declip-lite wrote (torch.load: {type(e).__name__}); {fix}") from None
+        raise DamagedFile(f"{path}: not a file declip-lite wrote (torch.load: {type(e).__name__}); "
+                          f"{fix}") from None
     return state if schema is None else checked(state, schema, path, fix)
 
 

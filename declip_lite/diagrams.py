@@ -20,7 +20,8 @@ def _box(ax, x, y, text, color="#dbe8f5", w=1.7, h=0.6):
 def _arrow(ax, start, end, text=None, color="0.3"):
     ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=10, color=color, lw=1.2))
     if text:
-        ax.text((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + 0.12, text, ha="center", fontsize=7, color=color)
+        ax.text((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + 0.12, text, ha="center", fontsize=7,
+                color=color)
 
 
 def dual_encoder():
@@ -28,8 +29,10 @@ def dual_encoder():
     fig, ax = _canvas(9, 3, "CLIP: a dual encoder trained on the batch's similarity matrix")
     _box(ax, 1.0, 2.2, "N images"), _box(ax, 1.0, 0.8, "N captions")
     _box(ax, 3.2, 2.2, "image tower\n(ResNet / ViT)"), _box(ax, 3.2, 0.8, "text tower\n(Transformer)")
-    _box(ax, 5.3, 2.2, "I: N x d,\nL2-normalised", "#e6f2e6"), _box(ax, 5.3, 0.8, "T: N x d,\nL2-normalised", "#e6f2e6")
-    _box(ax, 7.6, 1.5, "s · I Tᵀ  (N x N)\nCE over rows + columns,\ntarget: the diagonal", "#fbe5d6", w=2.2, h=1.0)
+    (_box(ax, 5.3, 2.2, "I: N x d,\nL2-normalised", "#e6f2e6"),
+     _box(ax, 5.3, 0.8, "T: N x d,\nL2-normalised", "#e6f2e6"))
+    _box(ax, 7.6, 1.5, "s · I Tᵀ  (N x N)\nCE over rows + columns,\ntarget: the diagonal", "#fbe5d6",
+         w=2.2, h=1.0)
     for y in (2.2, 0.8):
         _arrow(ax, (1.9, y), (2.3, y)), _arrow(ax, (4.1, y), (4.4, y)), _arrow(ax, (6.2, y), (6.5, 1.5))
     return fig
@@ -47,7 +50,8 @@ def multi_view():
     for i, yi in enumerate((2.5, 0.7)):
         for t, yt in enumerate((2.5, 0.7)):
             color = ("tab:blue", "tab:orange", "tab:green", "tab:red")[2 * i + t]
-            ax.add_patch(FancyArrowPatch((3.9, yi), (5.1, yt), arrowstyle="<|-|>", mutation_scale=9, color=color))
+            ax.add_patch(FancyArrowPatch((3.9, yi), (5.1, yt), arrowstyle="<|-|>", mutation_scale=9,
+                                         color=color))
     ax.text(4.5, 1.6, "4 CLIP losses,\naveraged", ha="center", va="center", fontsize=8,
             bbox=dict(fc="white", ec="0.6"))
     return fig

@@ -68,7 +68,8 @@ def gather(x):
     if size == 1:
         return x
     if not x.is_floating_point():  # masks and ids: no gradient, and gloo sends no bools
-        parts = [torch.empty_like(x, dtype=torch.uint8 if x.dtype == torch.bool else x.dtype) for _ in range(size)]
+        parts = [torch.empty_like(x, dtype=torch.uint8 if x.dtype == torch.bool else x.dtype)
+                 for _ in range(size)]
         dist.all_gather(parts, x.to(parts[0].dtype).contiguous())
         return torch.cat(parts).to(x.dtype)
     return _GatherWithGrad.apply(x)

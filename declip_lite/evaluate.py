@@ -11,7 +11,8 @@ from .objectives.filip import token_wise_logits
 def _embed(model, encode, inputs, batch_size):
     model.eval()
     dev = next(model.parameters()).device
-    out = [encode(inputs[i:i + batch_size].to(dev))["embed"].float() for i in range(0, len(inputs), batch_size)]
+    out = [encode(inputs[i:i + batch_size].to(dev))["embed"].float()
+           for i in range(0, len(inputs), batch_size)]
     return F.normalize(torch.cat(out), dim=-1)
 
 
@@ -67,7 +68,8 @@ def token_wise_scores(model, filip, tokenizer, images, classnames, templates, ba
     y = F.normalize(filip.text_proj(model.encode_text(tokens)["tokens"].float()), dim=-1)
     valid, out = tokens != 0, []
     for i in range(0, len(images), batch_size):
-        x = F.normalize(filip.image_proj(model.encode_image(images[i:i + batch_size].to(dev))["tokens"].float()), dim=-1)
+        x = F.normalize(filip.image_proj(model.encode_image(images[i:i + batch_size].to(dev))["tokens"]
+                                         .float()), dim=-1)
         i2t, _ = token_wise_logits(x, y, torch.ones(x.shape[:2], dtype=torch.bool, device=dev), valid, 1.0)
         out.append(i2t.view(len(x), len(classnames), len(templates)).mean(2))
     return torch.cat(out)
@@ -98,22 +100,23 @@ def zero_shot(model, tokenizer, task, templates=None, filip=None, image_emb=None
         logits = image_emb @ classes.T
     else:
         logits = token_wise_scores(model, filip, tokenizer, task.images, task.classnames, templates)
-    return {"task": task.name, "classnames": task.classnames, **classification_metrics(logits, task.labels, len(task.classnames))}
+    return {"task": task.name, "classnames": task.classnames,
+            **classification_metrics(logits, task.labels, len(task.classnames))}
 
 
 def fit_logistic(features, labels, c, iterations=50):
     """Multinomial logistic regression on ``features`` (N, d), fitted in torch where they are:
     scikit-learn's objective, C x the summed log-loss + ||W||^2 / 2 (the bias free), scaled by
     1/(C N), minimised with L-BFGS (50 iterations: top-1 within 0.001 of scikit-learn's 2,000 on
-    image-like features, ``tests/test_reproduce.py``). ``c`` may be a tuple: one independent fit per value, all in
-    one batched problem. Returns (weights (len(c), d, K), biases (len(c), K))."""
+    image-like features, ``tests/test_reproduce.py``). ``c`` may be a tuple: one independent fit per
+    value, all in one batched problem. Returns (weights (len(c), d, K), biases (len(c), K))."""
     x, y = features.float(), labels.to(features.device)
     cs = torch.tensor(c if isinstance(c, (tuple, list)) else (c,), device=x.device, dtype=torch.float32)
     classes, n = int(y.max()) + 1, len(x)
     w = torch.zeros(len(cs), x.shape[1], classes, device=x.device, requires_grad=True)
     b = torch.zeros(len(cs), classes, device=x.device, requires_grad=True)
-    optimizer = torch.optim.LBFGS([w, b], lr=1, max_iter=iterations, tolerance_grad=1e-6, tolerance_change=1e-9,
-                                  history_size=20, line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS([w, b], lr=1, max_iter=iterations, tolerance_grad=1e-6,
+                                  tolerance_change=1e-9, history_size=20, line_search_fn="strong_wolfe")
 
     def objective():
         optimizer.zero_grad()
@@ -140,11 +143,13 @@ def linear_probe(features, labels, test_features, test_labels, cs=(0.1, 1.0, 10.
     first best on a tie), then the probe is refitted on all of them and scored on the test features.
     The fit runs on the CPU (features of a few thousand images: 0.1 s on one core), since L-BFGS
     reads the host at every iteration and each read would wait its turn on a shared GPU."""
-    features, labels, test_features, test_labels = (t.cpu() for t in (features, labels, test_features, test_labels))
+    features, labels, test_features, test_labels = (t.cpu() for t in
+                                                    (features, labels, test_features, test_labels))
     cut = len(features) * 4 // 5
     held_out = _probe_accuracy(*fit_logistic(features[:cut], labels[:cut], cs), features[cut:], labels[cut:])
     best = cs[int(held_out.argmax())]
-    return {"top1": float(_probe_accuracy(*fit_logistic(features, labels, best), test_features, test_labels)[0]),
+    return {"top1": float(_probe_accuracy(*fit_logistic(features, labels, best), test_features,
+                                          test_labels)[0]),
             "C": best}
 
 

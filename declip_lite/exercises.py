@@ -68,7 +68,8 @@ def check(name, answer, **measured):
         if answer is None or answer is Ellipsis:
             raise NotAttempted
         hint = EXERCISES[name](answer, **measured)
-        verdict = Verdict(name, "correct" if hint is None or isinstance(hint, Accepted) else "wrong", hint or "")
+        verdict = Verdict(name, "correct" if hint is None or isinstance(hint, Accepted) else "wrong",
+                          hint or "")
     except NotAttempted:
         verdict = Verdict(name, "not attempted", "fill in the cell above and run it again")
     except Exception as e:  # the student's code failed: say how, never stop the notebook
@@ -93,7 +94,8 @@ def _close(mine, expected, what, tol=1e-4):
     if mine.shape != expected.shape:
         return f"{what}: shape {tuple(mine.shape)}, expected {tuple(expected.shape)}"
     if not torch.allclose(mine, expected.float(), atol=tol, rtol=tol):
-        return f"{what}: {mine.flatten()[:3].tolist()} where the library gives {expected.flatten()[:3].tolist()}"
+        return (f"{what}: {mine.flatten()[:3].tolist()} where the library gives "
+                f"{expected.flatten()[:3].tolist()}")
     return None
 
 
@@ -118,11 +120,13 @@ def _on_evidence(answer, baseline, treatment, answers):
         return f"answer one of {tuple(answers)}, not {answer!r}"
     c = compare(_row(baseline), _row(treatment))
     interval = ("one seed a side gives no interval" if math.isinf(c.high) else
-                f"difference {c.difference:+.3f}, 95 % interval [{c.low:+.3f}, {c.high:+.3f}] over {c.seeds} seeds")
+                f"difference {c.difference:+.3f}, 95 % interval [{c.low:+.3f}, {c.high:+.3f}] "
+                f"over {c.seeds} seeds")
     if c.verdict == "inconclusive":
         return Accepted(f"the evidence cannot decide ({interval}): either answer stands until more seeds do")
     right = next(a for a, verdict in answers.items() if verdict == c.verdict)
-    return Accepted(interval) if answer == right else f"you said {answer!r}; measured over seeds, {right!r} ({interval}). Why?"
+    return (Accepted(interval) if answer == right
+            else f"you said {answer!r}; measured over seeds, {right!r} ({interval}). Why?")
 
 
 def _embeddings(b=16, d=8, seed=0):
@@ -143,7 +147,8 @@ def _prompts(fn):
 
 @exercise("00.chance")
 def _chance(answer, tasks):
-    wrong = [t for t, task in tasks.items() if not math.isclose(answer.get(t, -1), 1 / len(task.classnames), rel_tol=0.01)]
+    wrong = [t for t, task in tasks.items()
+             if not math.isclose(answer.get(t, -1), 1 / len(task.classnames), rel_tol=0.01)]
     return f"not {wrong}: chance is one over the number of classes, with balanced labels" if wrong else None
 
 
@@ -154,10 +159,12 @@ def _clip_loss(fn):
     expected = contrastive_loss(image, text, 10.0)
     mine = _call(fn, image, text, 10.0)
     cosines, diagonal = F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).T, torch.arange(16)
-    for wrong, hint in ((F.cross_entropy(10 * cosines, diagonal), "only image->text: average both directions"),
+    for wrong, hint in ((F.cross_entropy(10 * cosines, diagonal),
+                         "only image->text: average both directions"),
                         (contrastive_loss(image, text, 1.0), "the logits are the cosines times the scale"),
                         (0.5 * (F.cross_entropy(10 * image @ text.T, diagonal)
-                                + F.cross_entropy(10 * text @ image.T, diagonal)), "normalise the embeddings first")):
+                                + F.cross_entropy(10 * text @ image.T, diagonal)),
+                         "normalise the embeddings first")):
         if torch.allclose(_host(mine), wrong, atol=1e-4):
             return hint
     return _close(mine, expected, "loss")
@@ -169,7 +176,8 @@ def _log_b(answer):
     measured = contrastive_loss(image, text, 1.0).item()  # random unit vectors: no pair is preferred
     if abs(answer - measured) / measured < 0.05:
         return None
-    return f"{answer:.3g} is far from the measured {measured:.2f}: with B candidates, each equally likely, CE = log B"
+    return (f"{answer:.3g} is far from the measured {measured:.2f}: with B candidates, each equally "
+            f"likely, CE = log B")
 
 
 # 02 · image self-supervision
@@ -219,7 +227,8 @@ def _mask_tokens(fn):
     as_mask = (masked[selected] == tokenizer.mask_id).float().mean()
     kept = (masked[selected] == tokens[selected]).float().mean()
     if abs(as_mask - 0.8) > 0.02 or abs(kept - 0.1) > 0.02:
-        return f"of the selected: {as_mask:.0%} MASK and {kept:.0%} unchanged, expected 80 % and 10 % (and 10 % random)"
+        return (f"of the selected: {as_mask:.0%} MASK and {kept:.0%} unchanged, expected 80 % and 10 % "
+                f"(and 10 % random)")
     return None
 
 
@@ -233,7 +242,8 @@ def _mlm_helps(answer, clip, clip_mlm):
 @exercise("04.multi_view_loss")
 def _multi_view(fn):
     g = torch.Generator().manual_seed(4)
-    images, texts = [torch.randn(8, 6, generator=g) for _ in range(2)], [torch.randn(8, 6, generator=g) for _ in range(2)]
+    images, texts = ([torch.randn(8, 6, generator=g) for _ in range(2)],
+                     [torch.randn(8, 6, generator=g) for _ in range(2)])
     mine = _call(fn, images, texts, 10.0)
     diagonal = sum(contrastive_loss(i, t, 10.0) for i, t in zip(images, texts)) / 2
     if torch.allclose(_host(mine), diagonal, atol=1e-4):
@@ -257,8 +267,8 @@ def _moco_hurts(answer, scores):
     if answer not in possible:
         return f"you said {answer!r}; measured over seeds, {' or '.join(map(repr, possible))} lost more. Why?"
     if len(possible) > 1:
-        return Accepted(f"the largest measured drop is {largest!r} ({drops[largest].difference:+.3f}), but the seeds "
-                        f"cannot rule out {len(possible) - 1} other task(s)")
+        return Accepted(f"the largest measured drop is {largest!r} ({drops[largest].difference:+.3f}), "
+                        f"but the seeds cannot rule out {len(possible) - 1} other task(s)")
     return Accepted(f"it lost {drops[answer].difference:+.3f} over {drops[answer].seeds} seeds")
 
 
@@ -273,7 +283,8 @@ def _nn_lookup(fn):
     mine = torch.as_tensor(_call(fn, queue.features, queue.ids, text * 3, ids)).cpu()
     if torch.equal(mine, torch.arange(8)):
         return "every caption found itself: exclude the queue entries with the caption's own id"
-    return None if torch.equal(mine, expected) else "the slot of the highest cosine, among the other samples' entries"
+    return (None if torch.equal(mine, expected)
+            else "the slot of the highest cosine, among the other samples' entries")
 
 
 @exercise("05.self_rate")
@@ -323,26 +334,30 @@ def _verdict(answer, verdict):
 @exercise("08.token_wise")
 def _token_wise(fn):
     g = torch.Generator().manual_seed(8)
-    x, y = F.normalize(torch.randn(1, 9, 4, generator=g), dim=-1), F.normalize(torch.randn(1, 5, 4, generator=g), dim=-1)
+    x, y = (F.normalize(torch.randn(1, 9, 4, generator=g), dim=-1),
+            F.normalize(torch.randn(1, 5, 4, generator=g), dim=-1))
     keep_x, keep_y = torch.ones(1, 9, dtype=torch.bool), torch.ones(1, 5, dtype=torch.bool)
     i2t = token_wise_logits(x, y, keep_x, keep_y, 1.0)[0][0, 0]
     mine = _call(fn, x[0], y[0])
     if torch.allclose(_host(mine), (x[0] @ y[0].T).max(0).values.mean()):
-        return "that is text->image (each token's best patch): average over patches of each patch's best token"
+        return ("that is text->image (each token's best patch): average over patches of each patch's "
+                "best token")
     return _close(mine, i2t, "image->text logit")
 
 
 @exercise("08.worse_noise")
 def _worse_noise(answer, wrong_attribute, swapped):
     """CLIP's mean zero-shot per seed at the highest rate of each noise ({seed: score} or Summary rows)."""
-    return _on_evidence(answer, wrong_attribute, swapped, {"swapped": "opposite", "wrong attribute": "reproduced"})
+    return _on_evidence(answer, wrong_attribute, swapped,
+                        {"swapped": "opposite", "wrong attribute": "reproduced"})
 
 
 # 09 · your own data
 @exercise("09.top1")
 def _top1(fn):
     g = torch.Generator().manual_seed(9)
-    images, classes = F.normalize(torch.randn(50, 6, generator=g), dim=-1), F.normalize(torch.randn(4, 6, generator=g), dim=-1)
+    images, classes = (F.normalize(torch.randn(50, 6, generator=g), dim=-1),
+                       F.normalize(torch.randn(4, 6, generator=g), dim=-1))
     labels = torch.randint(0, 4, (50,), generator=g)
     expected = classification_metrics(images @ classes.T, labels, 4)["top1"]
     return _close(_call(fn, images, classes, labels), torch.tensor(expected), "top-1")
@@ -350,4 +365,5 @@ def _top1(fn):
 
 @exercise("09.skipped")
 def _skipped(answer, skipped):
-    return None if answer == skipped else f"you said {answer}; the reader skipped {skipped}. Look at the CSV's rows"
+    return (None if answer == skipped
+            else f"you said {answer}; the reader skipped {skipped}. Look at the CSV's rows")

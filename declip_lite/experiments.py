@@ -8,8 +8,8 @@ missing ones, in parallel processes when asked, and returns their :class:`Record
 
 This module is the experiment layer's one door; its rooms are in ``declip_lite/runs/``:
 ``config`` (presets, run configurations and names), ``build`` (a run, untrained), ``analysis``
-(what a trained run shows), ``records`` (typed records and queries), ``cache`` (load or train), ``pool`` (grids in parallel), ``pipelines`` (CSV data, torchrun) and
-``cli``.
+(what a trained run shows), ``records`` (typed records and queries), ``cache`` (load or train),
+``pool`` (grids in parallel), ``pipelines`` (CSV data, torchrun) and ``cli``.
 """
 from .objectives import make_objective
 from .runs.analysis import result
@@ -22,8 +22,9 @@ from .runs.pool import run_grid
 from .runs.records import Record, Records
 
 __all__ = [
-    "PRESETS", "SMALL_DATA", "Record", "Records", "RunConfig", "build", "fit", "hardware", "main", "make_objective",
-    "make_trainer", "result", "run_grid", "run_label", "step_cost", "step_seconds", "train", "train_csv",
+    "PRESETS", "SMALL_DATA", "Record", "Records", "RunConfig", "build", "fit", "hardware", "main",
+    "make_objective", "make_trainer", "result", "run_grid", "run_label", "step_cost", "step_seconds",
+    "train", "train_csv",
 ]
 
 if __name__ == "__main__":

@@ -52,7 +52,8 @@ TEXT_LAYERS = CONFIGS["rn-tiny"].text_layers  # that point of the depth sweep is
 
 def spec(method, scale, seed, pairs=None, **options):
     """The :class:`RunConfig` of one run of a grid at ``scale`` (``options``: ``RunConfig.of``'s)."""
-    return RunConfig.of(method, scale.preset, seed, **{**scale.overrides, "pairs": pairs or scale.small, **options})
+    return RunConfig.of(method, scale.preset, seed,
+                        **{**scale.overrides, "pairs": pairs or scale.small, **options})
 
 
 def grid(name, scale, methods=None):
@@ -65,7 +66,8 @@ def grid(name, scale, methods=None):
 
 
 def _ablation(s, methods):  # the headline methods first, seed by seed: a partial run already compares them
-    methods = methods or sorted(LADDER, key=lambda m: m not in HEADLINE) + (SINGLES if s.preset == "gpu" else [])
+    methods = methods or (sorted(LADDER, key=lambda m: m not in HEADLINE)
+                          + (SINGLES if s.preset == "gpu" else []))
     return [spec(m, s, seed) for seed in s.seeds for m in methods]
 
 
@@ -98,8 +100,8 @@ def text_layers(depth):
 
 
 def _text_depth(s, methods):
-    return [spec(m, s, seed, model_overrides=text_layers(d)) for m in methods or ["clip"] for d in s.text_depths
-            for seed in s.benchmark_seeds]
+    return [spec(m, s, seed, model_overrides=text_layers(d)) for m in methods or ["clip"]
+            for d in s.text_depths for seed in s.benchmark_seeds]
 
 
 def notebook_needs(notebook, scale, seed=0):
@@ -133,7 +135,8 @@ def notebook_runs(scale):
 
 
 BATCH_FACTORS = (0.25, 1, 4)  # notebook 01's batch sizes, relative to the small-data regime's
-FIXED_SCALES = {"τ = 1 (s = 1)": 1.0, "τ = 0.07 (s = 14.3)": 1 / 0.07}  # temperatures held fixed instead of learned
+# temperatures held fixed instead of learned
+FIXED_SCALES = {"τ = 1 (s = 1)": 1.0, "τ = 0.07 (s = 14.3)": 1 / 0.07}
 
 
 def batch_temperature(scale):
@@ -155,9 +158,11 @@ def batch_temperature(scale):
 
 GRIDS = {"ablation": _ablation, "data-efficiency": _data_efficiency, "equal-time": _equal_time,
          "benchmark": _benchmark, "data-quality": _data_quality, "text-depth": _text_depth}
-NOTEBOOK_GRIDS = {"07": ["ablation", "data-efficiency", "equal-time"], "08": ["benchmark", "data-quality", "text-depth"]}
+NOTEBOOK_GRIDS = {"07": ["ablation", "data-efficiency", "equal-time"],
+                  "08": ["benchmark", "data-quality", "text-depth"]}
 # what the grids are compared with (METHOD.md section 6): ImageNet zero-shot top-1, %
 PUBLISHED_ABLATION = {"clip": 20.6, "clip+mvs": 24.8, "clip+mvs+ss": 25.4, "declip": 27.2}  # RN50, CC3M
 PUBLISHED_BENCHMARK = {  # YFCC15M-V2, 32 epochs: {method: (ViT-B/32, ResNet50)}
-    "clip": (32.8, 37.2), "slip": (34.3, 28.5), "filip": (39.5, 21.3), "declip": (43.2, 44.4), "defilip": (45.0, None)}
+    "clip": (32.8, 37.2), "slip": (34.3, 28.5), "filip": (39.5, 21.3), "declip": (43.2, 44.4),
+    "defilip": (45.0, None)}
 PUBLISHED_DATA_MULTIPLE = 7.1  # DeCLIP-RN50 on 56 M pairs vs CLIP-RN50 on 400 M

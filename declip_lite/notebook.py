@@ -38,9 +38,11 @@ def _device(name, value):
     try:
         device = torch.device(value)
     except (RuntimeError, TypeError) as e:
-        raise ParameterError(f"parameter {name} must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {value!r}") from e
+        raise ParameterError(f"parameter {name} must be 'auto', 'cpu', 'cuda' or 'cuda:N', "
+                             f"got {value!r}") from e
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ParameterError(f"parameter {name}={value!r}, but this machine has no CUDA device; use 'auto' or 'cpu'")
+        raise ParameterError(f"parameter {name}={value!r}, but this machine has no CUDA device; "
+                             f"use 'auto' or 'cpu'")
     if device.type not in ("cpu", "cuda", "mps"):
         raise ParameterError(f"parameter {name} must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {value!r}")
     return device
@@ -60,8 +62,9 @@ def _shipped(parameters):
         return
     if not os.path.isdir(folder):
         raise ParameterError(f"parameter SHIPPED={folder!r} is not a folder (seen from {os.getcwd()}): with "
-                             f"RESULTS='auto' the notebook reads the runs `make reproduce` shipped there; point it "
-                             f"at the repository's results/ folder, or set RESULTS='train' to train them here")
+                             f"RESULTS='auto' the notebook reads the runs `make reproduce` shipped there; "
+                             f"point it at the repository's results/ folder, or set RESULTS='train' to "
+                             f"train them here")
     if not any(os.path.isfile(os.path.join(folder, scale, "summary.json")) for scale in SHIPPED_SCALES):
         raise ParameterError(f"parameter SHIPPED={folder!r} holds no shipped scale: it should contain "
                              f"{' or '.join(s + '/summary.json' for s in SHIPPED_SCALES)} (with records/ and "

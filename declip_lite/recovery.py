@@ -32,7 +32,8 @@ class LossCrash(FloatingPointError):
 
 
 def first_crash(rows, earlier, spike_factor):
-    """The first of ``rows`` (new history rows) whose loss is non-finite or a spike over ``earlier``'s median."""
+    """The first of ``rows`` (new history rows) whose loss is non-finite or a spike over
+    ``earlier``'s median."""
     recent = [r["loss"] for r in earlier[-SPIKE_WINDOW:] if math.isfinite(r["loss"])]
     median = statistics.median(recent) if len(recent) >= SPIKE_MIN_STEPS else 0.0
     limit = max(spike_factor * median, median + SPIKE_MIN_RISE) if spike_factor and median > 0 else math.inf
@@ -48,8 +49,8 @@ def give_up_message(crash, recoveries, lr_factor):
     """The error after the last allowed recovery: it names the first bad step and what was tried."""
     first = recoveries[0] if recoveries else {"step": crash.step, "loss": crash.loss}
     return (f"Trainer: the loss became {first['loss']} at step {first['step']}; {len(recoveries)} recoveries "
-            f"(back to the last good state, learning rate x{lr_factor} each time) did not help: lower the learning "
-            f"rate, or resume from the last checkpoint")
+            f"(back to the last good state, learning rate x{lr_factor} each time) did not help: lower the "
+            f"learning rate, or resume from the last checkpoint")
 
 
 class StepBoundaryInterrupt:

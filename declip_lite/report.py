@@ -28,7 +28,8 @@ def mean_std(row, task="mean"):
     """A summary's score over its seeds as text: "0.612 ± 0.021 (3 seeds)", or "0.612 (1 seed)":
     one seed has no spread to show."""
     mean, std = row[task]
-    return f"{mean:.3f} ± {std:.3f} ({len(row.seeds)} seeds)" if len(row.seeds) > 1 else f"{mean:.3f} (1 seed)"
+    return (f"{mean:.3f} ± {std:.3f} ({len(row.seeds)} seeds)" if len(row.seeds) > 1
+            else f"{mean:.3f} (1 seed)")
 
 
 def pairs_to_reach(pairs, accuracy, target):
@@ -64,11 +65,13 @@ class Comparison:
     verdict: str
 
     def __str__(self):
-        return f"{self.difference:+.3f} [{self.low:+.3f}, {self.high:+.3f}] ({self.kind}, {self.seeds} seeds): {self.verdict}"
+        return (f"{self.difference:+.3f} [{self.low:+.3f}, {self.high:+.3f}] "
+                f"({self.kind}, {self.seeds} seeds): {self.verdict}")
 
 
 def t_quantile(p, dof):
-    """Student's t quantile (scipy, imported when a comparison is made: a training process never pays for it)."""
+    """Student's t quantile (scipy, imported when a comparison is made: a training process never pays
+    for it)."""
     from scipy.special import stdtrit
 
     return float(stdtrit(dof, p))
@@ -96,7 +99,8 @@ def compare(baseline, treatment, task="mean", expect=1, level=0.95):
             half = math.inf
         else:
             vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
-            dof = (vx + vy) ** 2 / (vx ** 2 / (len(x) - 1) + vy ** 2 / (len(y) - 1)) if vx + vy > 0 else math.inf
+            dof = ((vx + vy) ** 2 / (vx ** 2 / (len(x) - 1) + vy ** 2 / (len(y) - 1)) if vx + vy > 0
+                   else math.inf)
             half = t_quantile(0.5 + level / 2, dof) * math.sqrt(vx + vy)
     low, high = mean - half, mean + half
     near, far = sorted((expect * low, expect * high))  # the interval in the paper's direction

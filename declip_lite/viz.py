@@ -37,7 +37,8 @@ def show_pairs(images, captions, ncols=8, title=None):
 def similarity_heatmaps(matrices, titles, suptitle=None):
     """Side-by-side image-text cosine-similarity matrices (rows: images, columns: captions)."""
     # constrained: room for the suptitle and the colour bars (tight_layout let them overlap the titles)
-    fig, axes = plt.subplots(1, len(matrices), figsize=(3.3 * len(matrices), 3.3), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(1, len(matrices), figsize=(3.3 * len(matrices), 3.3), squeeze=False,
+                             layout="constrained")
     for ax, m, t in zip(axes[0], matrices, titles):
         im = ax.imshow(_np(m), cmap="viridis")
         ax.set(title=t, xlabel="caption", ylabel="image")
@@ -83,7 +84,8 @@ def training_curves(history, title):
 
     fig = Figure(figsize=(11, 3))
     terms, scale = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    loss_curves(history, [k for k in history[-1] if k not in NOT_TERMS], ax=terms, title=f"{title}: named terms")
+    loss_curves(history, [k for k in history[-1] if k not in NOT_TERMS], ax=terms,
+                title=f"{title}: named terms")
     terms.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     scale.plot([h["step"] for h in history], [h["logit_scale"] for h in history], color="tab:red")
     scale.set(xlabel="step", title="learned scale s = 1/τ")
@@ -102,7 +104,8 @@ def logit_scale_curve(history, clamp, ax=None):
     for bound, name in ((low, "floor"), (high, "ceiling")):
         if bottom <= bound <= top:
             ax.axhline(bound, ls="--", c="gray", lw=1)
-    ax.plot([], [], ls="--", c="gray", label=f"clamp [e^{clamp[0]:g}, e^{clamp[1]:g}] = [{low:.0f}, {high:.0f}]")
+    ax.plot([], [], ls="--", c="gray",
+            label=f"clamp [e^{clamp[0]:g}, e^{clamp[1]:g}] = [{low:.0f}, {high:.0f}]")
     ax.set(xlabel="step", ylabel="s = exp(logit_scale) = 1/τ", ylim=(bottom, top), title="learned scale")
     ax.legend(fontsize=8, loc="lower right")
     return fig
@@ -214,7 +217,8 @@ VERDICT_COLOURS = {"reproduced": "tab:green", "opposite": "tab:red", "inconclusi
 def forest_plot(comparisons, title="minus CLIP: mean difference and its 95 % interval", ax=None):
     """{label: report.Comparison}: each difference as a point with its confidence interval, coloured
     by its verdict; an interval that cannot be computed (one seed) draws no bar and says so."""
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.5, 0.5 + 0.45 * len(comparisons)))
+    fig, ax = ((ax.figure, ax) if ax is not None
+               else plt.subplots(figsize=(6.5, 0.5 + 0.45 * len(comparisons))))
     for y, (label, c) in enumerate(reversed(list(comparisons.items()))):
         colour = VERDICT_COLOURS[c.verdict]
         bounded = np.isfinite(c.low) and np.isfinite(c.high)
@@ -222,7 +226,8 @@ def forest_plot(comparisons, title="minus CLIP: mean difference and its 95 % int
             ax.plot([c.low, c.high], [y, y], color=colour, lw=2)
         ax.plot(c.difference, y, "o", color=colour)
         note = f"{c.verdict} ({c.seeds} seeds)" if bounded else "1 seed: no interval"
-        ax.annotate(note, (1.01, y), xycoords=("axes fraction", "data"), va="center", fontsize=8, color=colour)
+        ax.annotate(note, (1.01, y), xycoords=("axes fraction", "data"), va="center", fontsize=8,
+                    color=colour)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(range(len(comparisons)), list(reversed(list(comparisons))))
     ax.set(xlabel="difference in mean zero-shot top-1", title=title, ylim=(-0.6, len(comparisons) - 0.4))
@@ -237,7 +242,8 @@ def project_2d(features, method="pca", seed=0):
         import umap
 
         # one job: a seeded UMAP is serial anyway (n_jobs=1 says so, instead of a warning)
-        return umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=seed, n_jobs=1).fit_transform(x)
+        return umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=seed,
+                         n_jobs=1).fit_transform(x)
     x = x - x.mean(0)
     return x @ np.linalg.svd(x, full_matrices=False)[2][:2].T
 

@@ -76,9 +76,11 @@ def neighbour_widget(queries, similarities, age, entries):
         recent = age >= len(age) - queue_size
         sims = similarities[query].masked_fill(~recent, -2.0)
         top = sims.topk(5)
-        return viz.neighbour_bars(queries[query], [entries[i] for i in top.indices.tolist()], top.values.tolist())
+        return viz.neighbour_bars(queries[query], [entries[i] for i in top.indices.tolist()],
+                                  top.values.tolist())
 
     n = len(age)
-    return interactive_picture(callback, query=w.IntSlider(0, 0, len(queries) - 1, description="query caption"),
+    return interactive_picture(callback,
+                               query=w.IntSlider(0, 0, len(queries) - 1, description="query caption"),
                                queue_size=w.IntSlider(n // 4, 1, n, step=max(1, n // 32),
                                                       description="queue size")), callback

@@ -33,7 +33,8 @@ def execute(path, out_dir, parameters, timeout=None):
     os.environ["DECLIP_LIVE"] = "0"  # headless: no live training curves (the kernel inherits it)
     pm.execute_notebook(str(path), str(out), parameters=parameters, cwd=str(NOTEBOOKS), kernel_name="python3",
                         progress_bar=False, execution_timeout=timeout,
-                        extra_arguments=["--IPKernelApp.log_level=ERROR"])  # not the kernel's TCP warning each time
+                        # not the kernel's TCP warning each time
+                        extra_arguments=["--IPKernelApp.log_level=ERROR"])
     return out
 
 
@@ -57,10 +58,10 @@ def cost_paragraph(costs, name):
     full_text = measured(full) + (f" ({full['source']})" if full and full.get("source") else "")
     train_text = (f"; training its runs here instead (`RESULTS = \"train\"`): {measured(train)} "
                   f"({train['source']})" if train else "")
-    return (f"{COST_MARK} Smoke mode (`SMOKE = True`): {measured(smoke)}. Full mode (`SMOKE = False`, the default): "
-            f"{full_text}{train_text}; on a GPU: {gpu_cost(costs, name)}. Switch in the parameters cell below, or run "
-            f"`papermill -p SMOKE True`; `make run SMOKE=1` runs every notebook in smoke mode. "
-            f"Times: `results/notebook_costs.json`.")
+    return (f"{COST_MARK} Smoke mode (`SMOKE = True`): {measured(smoke)}. Full mode (`SMOKE = False`, "
+            f"the default): {full_text}{train_text}; on a GPU: {gpu_cost(costs, name)}. Switch in the "
+            f"parameters cell below, or run `papermill -p SMOKE True`; `make run SMOKE=1` runs every "
+            f"notebook in smoke mode. Times: `results/notebook_costs.json`.")
 
 
 def write_costs(costs):
@@ -77,7 +78,8 @@ def write_costs(costs):
 def record(seconds, path, smoke):
     """Merge measured times (smoke or full mode) into ``path`` with the machine, commit and command."""
     costs = json.loads(path.read_text())
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
     where = {"hardware": f"{platform.machine()}, {os.cpu_count()} CPU cores", "commit": commit,
              "command": "python " + " ".join(sys.argv)}
     if smoke:
@@ -95,9 +97,10 @@ def write_outcomes(path, seconds, outcomes, smoke):
     from declip_lite.runs.build import commit, hardware
 
     path.write_text(json.dumps({
-        "hardware": hardware("cuda" if torch.cuda.is_available() else "cpu"), "commit": commit(), "smoke": smoke,
-        "command": " ".join(["python notebooks/run.py", *sys.argv[1:]]),
-        "notebooks": {k: {"seconds": round(v, 1), "outcome": outcomes.get(k, "ok")} for k, v in seconds.items()}},
+        "hardware": hardware("cuda" if torch.cuda.is_available() else "cpu"), "commit": commit(),
+        "smoke": smoke, "command": " ".join(["python notebooks/run.py", *sys.argv[1:]]),
+        "notebooks": {k: {"seconds": round(v, 1), "outcome": outcomes.get(k, "ok")}
+                      for k, v in seconds.items()}},
         indent=1) + "\n")
 
 
@@ -106,11 +109,13 @@ def main():
     parser.add_argument("--out", default="runs")
     parser.add_argument("--smoke", action="store_true", help="quick presets (what the tests run)")
     parser.add_argument("--record", type=pathlib.Path, help="write each notebook's wall time into this JSON")
-    parser.add_argument("--write-costs", action="store_true", help=f"only write {COSTS.name} into the notebooks")
+    parser.add_argument("--write-costs", action="store_true",
+                        help=f"only write {COSTS.name} into the notebooks")
     parser.add_argument("--only", nargs="+", default=None, metavar="NN",
                         help="these notebooks (by number), in this order")
     parser.add_argument("--keep-going", type=pathlib.Path, default=None, metavar="JSON",
-                        help="run every notebook even when one fails; write each one's seconds and outcome here")
+                        help="run every notebook even when one fails; write each one's seconds and outcome "
+                             "here")
     args = parser.parse_args()
     if args.write_costs:
         return write_costs(json.loads(COSTS.read_text()))
@@ -127,7 +132,8 @@ def main():
                 raise
             outcomes[nb.stem] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:300]}"
         seconds[nb.stem] = time.perf_counter() - start
-        print(f"  {'failed' if nb.stem in outcomes else 'done'} in {seconds[nb.stem]:.0f} s -> {out / nb.name}", flush=True)
+        print(f"  {'failed' if nb.stem in outcomes else 'done'} in {seconds[nb.stem]:.0f} s "
+              f"-> {out / nb.name}", flush=True)
         if args.keep_going:
             write_outcomes(args.keep_going, seconds, outcomes, args.smoke)
     if args.record:

@@ -39,7 +39,8 @@ def mask_tokens(tokens, tokenizer, p, generator):  # 03: BERT's 80/10/10
         content &= tokens != special
     selected = (torch.rand(tokens.shape, generator=generator) < p) & content
     roll = torch.rand(tokens.shape, generator=generator)
-    random_words = torch.randint(len(tokenizer.special_ids), tokenizer.vocab_size, tokens.shape, generator=generator)
+    random_words = torch.randint(len(tokenizer.special_ids), tokenizer.vocab_size, tokens.shape,
+                                 generator=generator)
     masked = tokens.clone()
     masked[selected & (roll < 0.8)] = tokenizer.mask_id
     swap = selected & (roll >= 0.8) & (roll < 0.9)
@@ -79,8 +80,9 @@ def top1(images, classes, labels):  # 09
     return (images @ classes.T).argmax(1).eq(labels).float().mean().item()
 
 
-ANSWERS = {"00.prompts": prompts, "01.clip_loss": clip_loss, "01.log_b": torch.log(torch.tensor(128.0)).item(),
-           "02.simsiam_loss": simsiam_loss, "03.mask_tokens": mask_tokens, "04.multi_view_loss": multi_view_loss,
+ANSWERS = {"00.prompts": prompts, "01.clip_loss": clip_loss,
+           "01.log_b": torch.log(torch.tensor(128.0)).item(), "02.simsiam_loss": simsiam_loss,
+           "03.mask_tokens": mask_tokens, "04.multi_view_loss": multi_view_loss,
            "05.nn_lookup": nn_lookup, "06.total_loss": total_loss, "07.paired_interval": paired_interval,
            "08.token_wise": token_wise, "09.top1": top1}
 # the predictions: what each notebook's run decides (their keyword arguments to exercises.check)
@@ -93,7 +95,7 @@ PREDICTIONS = {
     "05.self_rate": lambda self_rate: self_rate > 0.05,
     "06.largest_term": lambda last: max(("clip", "nns", "simsiam", "mlm"), key=lambda k: last[k]),
     "07.verdict": lambda verdict: verdict,
-    "08.worse_noise": lambda wrong_attribute, swapped: ("swapped" if mean(swapped.values()) < mean(wrong_attribute.values())
-                                                        else "wrong attribute"),
+    "08.worse_noise": lambda wrong_attribute, swapped: (
+        "swapped" if mean(swapped.values()) < mean(wrong_attribute.values()) else "wrong attribute"),
     "09.skipped": lambda skipped: skipped,
 }

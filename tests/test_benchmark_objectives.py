@@ -27,16 +27,16 @@ def test_nt_xent_equals_brute_force():
 def brute_force_filip(x, y, keep_x, keep_y, scale, valid):
     """The reference's late interaction: every patch (every valid token) averages its best match
     among the other side's KEPT tokens (patches)."""
-    I, L = len(x), len(y)
-    i2t, t2i = torch.zeros(I, L, dtype=x.dtype), torch.zeros(L, I, dtype=x.dtype)
-    for i in range(I):
-        for l in range(L):
+    N, L = len(x), len(y)
+    i2t, t2i = torch.zeros(N, L, dtype=x.dtype), torch.zeros(L, N, dtype=x.dtype)
+    for i in range(N):
+        for j in range(L):
             kept_patches = [p for p in range(x.shape[1]) if keep_x[i, p]]
-            kept_tokens = [t for t in range(y.shape[1]) if keep_y[l, t]]
-            tokens = [t for t in range(y.shape[1]) if valid[l, t]]
-            s = lambda p, t: scale * float(x[i, p] @ y[l, t])  # noqa: E731
-            i2t[i, l] = sum(max(s(p, t) for t in kept_tokens) for p in range(x.shape[1])) / x.shape[1]
-            t2i[l, i] = sum(max(s(p, t) for p in kept_patches) for t in tokens) / len(tokens)
+            kept_tokens = [t for t in range(y.shape[1]) if keep_y[j, t]]
+            tokens = [t for t in range(y.shape[1]) if valid[j, t]]
+            s = lambda p, t: scale * float(x[i, p] @ y[j, t])  # noqa: E731
+            i2t[i, j] = sum(max(s(p, t) for t in kept_tokens) for p in range(x.shape[1])) / x.shape[1]
+            t2i[j, i] = sum(max(s(p, t) for p in kept_patches) for t in tokens) / len(tokens)
     return i2t, t2i
 
 
@@ -69,7 +69,8 @@ def test_filip_sees_the_masked_caption_and_can_follow_the_reference_on_padding()
     reference = FILIP(16, 12, dense_dim=8, k=2, mask_padding=False)
     reference.load_state_dict(filip.state_dict())
     assert not torch.isclose(filip.loss(image, text, valid), reference.loss(image, text, valid))
-    assert torch.isclose(reference.loss(image, text, valid), reference.loss(image, text, torch.ones_like(valid)))
+    assert torch.isclose(reference.loss(image, text, valid),
+                         reference.loss(image, text, torch.ones_like(valid)))
 
 
 def test_defilip_with_filip_weight_zero_equals_declip():

@@ -31,7 +31,8 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--disable-quic"]  # or it tries the network
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook tab in front
-FIGURES = {"01_clip_from_scratch": 9, "05_nearest_neighbour": 2}  # matplotlib figures each draws in smoke mode
+# matplotlib figures each draws in smoke mode
+FIGURES = {"01_clip_from_scratch": 9, "05_nearest_neighbour": 2}
 LIVE = {"01_clip_from_scratch"}  # notebooks whose training draws live curves (``declip_lite.live``)
 NO_NEWS = {"@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"}}
 
@@ -41,14 +42,18 @@ EXECUTED = {*FIGURES, "07_declip_findings"}  # run here, in JupyterLab, so test_
 
 def missing():
     """What the browser test needs and this machine lacks."""
-    lacks = [] if os.access(CHROMIUM, os.X_OK) else [f"chromium ({CHROMIUM}; Debian: apt-get install chromium)"]
-    return lacks + (["playwright (pip install -e '.[test]')"] if importlib.util.find_spec("playwright") is None else [])
+    lacks = ([] if os.access(CHROMIUM, os.X_OK) else
+             [f"chromium ({CHROMIUM}; Debian: apt-get install chromium)"])
+    if importlib.util.find_spec("playwright") is None:
+        lacks.append("playwright (pip install -e '.[test]')")
+    return lacks
 
 
 def require_browser():
     """Skip with instructions where chromium or playwright is missing; under CI=true, fail."""
     if missing():
-        message = f"browser test needs {', '.join(missing())}; `make test` as root installs chromium with apt-get"
+        message = (f"browser test needs {', '.join(missing())}; `make test` as root installs chromium "
+                   "with apt-get")
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
@@ -70,9 +75,10 @@ def lab(tmp_path_factory):
         (settings / name).parent.mkdir(parents=True, exist_ok=True)
         (settings / name).write_text(json.dumps(value))
     port, token = free_port(), secrets.token_hex(16)
-    student = {k: v for k, v in os.environ.items() if k not in ("CI", "DECLIP_LIVE")}  # as on a laptop: live curves on
-    env = {**student, "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "ws"),
-           "JUPYTERLAB_SETTINGS_DIR": str(settings)}
+    # as on a laptop: live curves on
+    student = {k: v for k, v in os.environ.items() if k not in ("CI", "DECLIP_LIVE")}
+    env = {**student, "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(home / "ws"), "JUPYTERLAB_SETTINGS_DIR": str(settings)}
     args = f"--no-browser --ServerApp.ip=127.0.0.1 --port={port} --IdentityProvider.token={token}"
     log = open(home / "lab.log", "w")
     server = subprocess.Popen(["make", "-s", "-C", str(ROOT), "lab", f"LAB_ARGS={args}"], env=env, stdout=log,
@@ -97,8 +103,8 @@ def browser(lab):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(tempfile.mkdtemp(prefix="chromium-"), executable_path=CHROMIUM,
-                                                       args=FLAGS, headless=True,
+        context = p.chromium.launch_persistent_context(tempfile.mkdtemp(prefix="chromium-"),
+                                                       executable_path=CHROMIUM, args=FLAGS, headless=True,
                                                        viewport={"width": 1300, "height": 1000})
         yield context
         context.close()
@@ -124,7 +130,8 @@ def smoke_copy(name, runs_dir):
 
 def open_notebook(page, lab, path):
     base, token = lab
-    page.goto(f"{base}/lab/tree/{path.relative_to(ROOT).as_posix()}?reset&token={token}")  # reset: no old tabs
+    # reset: no old tabs
+    page.goto(f"{base}/lab/tree/{path.relative_to(ROOT).as_posix()}?reset&token={token}")
     page.wait_for_selector(f".lm-TabBar-tab.lm-mod-current:has-text('{path.name}')", timeout=60_000)
     page.wait_for_selector(f"{PANEL} .jp-CodeCell", timeout=60_000)
     page.wait_for_function("document.body.innerText.includes('| Idle')", timeout=60_000)
@@ -136,7 +143,8 @@ def menu(page, top, item):
 
 
 def prompts(page):
-    return page.eval_on_selector_all(f"{PANEL} .jp-CodeCell .jp-InputPrompt", "els => els.map(e => e.textContent.trim())")
+    return page.eval_on_selector_all(f"{PANEL} .jp-CodeCell .jp-InputPrompt",
+                                     "els => els.map(e => e.textContent.trim())")
 
 
 def run_all(page, n_code, shot, timeout=240):
@@ -172,7 +180,8 @@ def test_a_student_sees_every_figure_and_live_widgets_in_jupyterlab(name, lab, b
     for bad in ("Traceback", "Error displaying widget", "Loading widget"):
         assert bad not in text, f"{name}: the page shows {bad!r}"
     figures = page.locator(f"{PANEL} .jp-RenderedImage img").count()
-    assert figures >= FIGURES[name] + 1, f"{name}: {figures} images rendered, expected {FIGURES[name]} figures + 1 picture"
+    assert figures >= FIGURES[name] + 1, (f"{name}: {figures} images rendered, expected {FIGURES[name]} "
+                                          f"figures + 1 picture")
     if name in LIVE:
         live = page.locator(f"{PANEL} img.declip-live")
         assert live.count() >= 1, f"{name}: no live training curves beside the progress bar"
@@ -197,10 +206,12 @@ def test_a_student_sees_every_figure_and_live_widgets_in_jupyterlab(name, lab, b
             deadline = time.time() + 30
             while picture(page, widget) == before and time.time() < deadline:
                 page.wait_for_timeout(500)
-            assert picture(page, widget) != before, f"{name}: moving slider {s} of widget {w} left its picture as it was"
+            assert picture(page, widget) != before, (f"{name}: moving slider {s} of widget {w} left its "
+                                                     f"picture as it was")
             page.screenshot(path=SHOTS / f"{name}-3-widget-{w}-after-{s}.png")
     widget_cells = page.eval_on_selector_all(
-        f"{PANEL} .jp-CodeCell", "cells => cells.map((c, i) => c.querySelector('.declip-widget') ? i : -1).filter(i => i >= 0)")
+        f"{PANEL} .jp-CodeCell",
+        "cells => cells.map((c, i) => c.querySelector('.declip-widget') ? i : -1).filter(i => i >= 0)")
 
     page.keyboard.press("Control+s")
     page.wait_for_function("!document.querySelector('.jp-mod-current .jp-mod-dirty')", timeout=30_000)
@@ -214,7 +225,8 @@ def test_a_student_sees_every_figure_and_live_widgets_in_jupyterlab(name, lab, b
         cells.nth(i).scroll_into_view_if_needed()
         page.wait_for_timeout(500)
         page.screenshot(path=SHOTS / f"{name}-4-reopened-cell-{i}.png")
-        assert cells.nth(i).locator(".jp-RenderedImage img").count() >= 1, f"{name}: widget cell {i} lost its picture"
+        assert cells.nth(i).locator(".jp-RenderedImage img").count() >= 1, (f"{name}: widget cell {i} "
+                                                                            f"lost its picture")
     menu(page, "File", "Close All Tabs")
     page.close()
 

@@ -17,8 +17,8 @@ from solutions.answers import ANSWERS
 aten = torch.ops.aten
 # operators that read a device value on the host (CUDA waits for the GPU there), or check an
 # inverse's result on it
-SYNCS = {aten._local_scalar_dense.default, aten.item.default, aten.nonzero.default, aten.masked_select.default,
-         aten.linalg_inv_ex.default, aten.is_nonzero.default, aten.equal.default}
+SYNCS = {aten._local_scalar_dense.default, aten.item.default, aten.nonzero.default,
+         aten.masked_select.default, aten.linalg_inv_ex.default, aten.is_nonzero.default, aten.equal.default}
 
 
 class SyncCounter(TorchDispatchMode):
@@ -55,7 +55,8 @@ class FakeCUDA:
 
     @contextlib.contextmanager
     def device(self, device):
-        before, self.current = self.current, torch.device(device).index if device is not None else self.current
+        before, self.current = self.current, (torch.device(device).index if device is not None
+                                              else self.current)
         try:
             yield
         finally:
@@ -115,7 +116,8 @@ class OnGPU(torch.Tensor):
     def __torch_function__(cls, func, types, args=(), kwargs=None):
         if func is torch.Tensor.cpu:
             return args[0].as_subclass(torch.Tensor)
-        flat = [a for a in [*args, *(kwargs or {}).values()] for a in (a if isinstance(a, (list, tuple)) else [a])]
+        flat = [a for a in [*args, *(kwargs or {}).values()]
+                for a in (a if isinstance(a, (list, tuple)) else [a])]
         if any(isinstance(a, OnGPU) for a in flat) and any(
                 torch.is_tensor(a) and not isinstance(a, OnGPU) and a.dim() > 0 for a in flat):
             raise RuntimeError("Expected all tensors to be on the same device, but found cuda:0 and cpu")

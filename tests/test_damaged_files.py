@@ -119,7 +119,8 @@ def test_a_damaged_shipped_file_stops_every_reader_naming_it_and_the_fix(shipped
                      "weights": f"weights/{config.name}.pt"}[kind]
     original = path.read_bytes()
     readers = {  # every path that reads the file: a notebook's setup, the results API, the notebooks' fits
-        "summary": [lambda: shipped.source("auto", False, "cpu", str(folder.parent)), lambda: readme.load(str(folder))],
+        "summary": [lambda: shipped.source("auto", False, "cpu", str(folder.parent)),
+                    lambda: readme.load(str(folder))],
         "record": [lambda: shipped.records([config], str(folder), None), lambda: readme.load(str(folder)),
                    lambda: experiments.Records.load([json.loads(path.read_text())], str(path))],
         "weights": [lambda: shipped.fit(run, None, str(folder))],

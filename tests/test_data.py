@@ -48,7 +48,8 @@ def test_relation_captions_state_the_true_direction():
     from declip_lite.data.captions import caption, scene_dicts
     import random
     scenes = sample_scenes(0, torch.arange(400), (0.0, 0.0, 1.0))
-    first_is_left_or_top = torch.where(scenes.position == 0, scenes.x[:, 0] < scenes.x[:, 1], scenes.y[:, 0] < scenes.y[:, 1])
+    first_is_left_or_top = torch.where(scenes.position == 0, scenes.x[:, 0] < scenes.x[:, 1],
+                                       scenes.y[:, 0] < scenes.y[:, 1])
     assert first_is_left_or_top.all()
     for s in scene_dicts(scenes)[:50]:
         s["objects"][0]["shape"], s["objects"][1]["shape"] = 4, 1  # the star takes the first place

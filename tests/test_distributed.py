@@ -43,7 +43,8 @@ def _train_step(method, batch, rank, world):
     torch.manual_seed(0)
     config = model_config("vit-tiny", vocab_size=tokenizer.vocab_size, vit_layers=1, text_layers=1)
     objective = experiments.make_objective(method, config, tokenizer.vocab_size)
-    trainer = Trainer(CLIPModel(config), objective, _Fixed(batch, rank, world), TrainConfig(grad_clip=1e9), device="cpu")
+    trainer = Trainer(CLIPModel(config), objective, _Fixed(batch, rank, world), TrainConfig(grad_clip=1e9),
+                      device="cpu")
     loss = trainer.train_step()["loss"].detach()
     params = list(trainer.model.named_parameters()) + list(trainer.objective.named_parameters())
     return loss, {n: p.grad.clone() for n, p in params if p.grad is not None}
@@ -89,10 +90,11 @@ def _batch(method):
 def test_two_gloo_processes_equal_one_process_on_the_whole_batch(tmp_path):
     batches = {m: _batch(m) for m in METHODS}
     out = tmp_path / "two.pt"
-    for attempt in range(2):  # one retry if a rank dies by a signal (gloo under load), never for wrong numbers
+    # one retry if a rank dies by a signal (gloo under load), never for wrong numbers
+    for attempt in range(2):
         try:
-            mp.start_processes(_worker, args=(2, str(tmp_path / f"init{attempt}"), batches, str(out)), nprocs=2,
-                               start_method="spawn")
+            mp.start_processes(_worker, args=(2, str(tmp_path / f"init{attempt}"), batches, str(out)),
+                               nprocs=2, start_method="spawn")
             break
         except mp.ProcessExitedException as e:
             if attempt or not e.signal_name:

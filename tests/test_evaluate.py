@@ -10,7 +10,8 @@ def test_classifier_is_normalise_mean_normalise(tokenizer):
     templates, names = ["a {}", "there is a {}"], ["star", "ring"]
     got = zero_shot_classifier(m, tokenizer, names, templates)
     with torch.no_grad():
-        e = F.normalize(m.encode_text(tokenizer.encode([t.format(n) for n in names for t in templates]))["embed"], dim=-1)
+        e = F.normalize(m.encode_text(tokenizer.encode([t.format(n) for n in names
+                                                        for t in templates]))["embed"], dim=-1)
     expect = F.normalize(e.view(2, 2, -1).mean(1), dim=-1)
     assert torch.allclose(got, expect, atol=1e-5) and torch.allclose(got.norm(dim=-1), torch.ones(2))
 
@@ -20,7 +21,8 @@ def test_classes_may_have_prompt_lists_of_their_own_lengths(tokenizer):
     lists = [["one star"], ["two stars", "there are two stars", "two rings"]]
     got = class_embeddings(m, tokenizer, lists)
     with torch.no_grad():
-        expect = [F.normalize(F.normalize(m.encode_text(tokenizer.encode(ps))["embed"], dim=-1).mean(0), dim=0)
+        expect = [F.normalize(F.normalize(m.encode_text(tokenizer.encode(ps))["embed"], dim=-1).mean(0),
+                              dim=0)
                   for ps in lists]
     assert torch.allclose(got, torch.stack(expect), atol=1e-5)
 

@@ -19,8 +19,10 @@ MEASURED = {
     "00.chance": dict(tasks=TASKS),
     "02.shortcut": dict(with_sg=0.934, without_sg=0.991),
     "03.mlm_helps": dict(clip={0: 0.61, 1: 0.60, 2: 0.62}, clip_mlm={0: 0.58, 1: 0.57, 2: 0.585}),
-    "04.moco_hurts": dict(scores={"clip": {"shape": {0: 0.5, 1: 0.52, 2: 0.49}, "position": {0: 0.9, 1: 0.92, 2: 0.88}},
-                                  "moco": {"shape": {0: 0.45, 1: 0.48, 2: 0.46}, "position": {0: 0.4, 1: 0.45, 2: 0.38}}}),
+    "04.moco_hurts": dict(scores={"clip": {"shape": {0: 0.5, 1: 0.52, 2: 0.49},
+                                           "position": {0: 0.9, 1: 0.92, 2: 0.88}},
+                                  "moco": {"shape": {0: 0.45, 1: 0.48, 2: 0.46},
+                                           "position": {0: 0.4, 1: 0.45, 2: 0.38}}}),
     "05.self_rate": dict(self_rate=0.3),
     "06.largest_term": dict(last={"clip": 1.2, "nns": 2.5, "simsiam": -0.9, "mlm": 1.0}),
     "07.verdict": dict(verdict="reproduced"),
@@ -35,7 +37,8 @@ def not_written(*args):
 
 def all_masked(tokens, tokenizer, p, generator):
     """Every selected word becomes MASK (no 10 % random, no 10 % kept)."""
-    selected = (torch.rand(tokens.shape, generator=generator) < p) & ~torch.isin(tokens, torch.tensor(tokenizer.special_ids[:4]))
+    selected = ((torch.rand(tokens.shape, generator=generator) < p)
+                & ~torch.isin(tokens, torch.tensor(tokenizer.special_ids[:4])))
     return torch.where(selected, tokenizer.mask_id, tokens), torch.where(selected, tokens, -100)
 
 
@@ -52,9 +55,11 @@ WRONG = {
     "03.mask_tokens": (lambda tokens, tok, p, g: all_masked(tokens, tok, p, g), "80 %"),
     "03.mlm_helps": (True, "measured"),
     "04.multi_view_loss": (lambda images, texts, s: (ANSWERS["01.clip_loss"](images[0], texts[0], s)
-                                                     + ANSWERS["01.clip_loss"](images[1], texts[1], s)) / 2, "four"),
+                                                     + ANSWERS["01.clip_loss"](images[1], texts[1], s)) / 2,
+                           "four"),
     "04.moco_hurts": ("shape", "measured"),
-    "05.nn_lookup": (lambda feats, qids, text, ids: (F.normalize(text, dim=-1) @ feats.T).argmax(1), "own id"),
+    "05.nn_lookup": (lambda feats, qids, text, ids: (F.normalize(text, dim=-1) @ feats.T).argmax(1),
+                     "own id"),
     "05.self_rate": (False, "measured"),
     "06.total_loss": (lambda terms, weights: sum(terms.values()), "library gives"),
     "06.largest_term": ("clip", "measured"),
@@ -74,7 +79,8 @@ def right_answer(name):
 @pytest.mark.parametrize("name", sorted(exercises.EXERCISES))
 def test_a_right_answer_passes_a_wrong_one_gets_its_hint_and_none_is_not_attempted(name):
     measured = MEASURED.get(name, {})
-    assert exercises.check(name, right_answer(name), **measured).passed, exercises.check(name, right_answer(name), **measured)
+    assert exercises.check(name, right_answer(name), **measured).passed, (
+        exercises.check(name, right_answer(name), **measured))
     wrong, hint = WRONG[name]
     verdict = exercises.check(name, wrong, **measured)
     assert verdict.status == "wrong" and hint in verdict.message, verdict
@@ -93,7 +99,8 @@ def test_a_prediction_the_seeds_cannot_decide_accepts_every_answer(name, answers
     for measured, why in ((one_seed, "one seed a side gives no interval"), (overlapping, "95 % interval")):
         for answer in answers:
             verdict = exercises.check(name, answer, **measured)
-            assert verdict.passed and "either answer stands" in verdict.message and why in verdict.message, verdict
+            assert (verdict.passed and "either answer stands" in verdict.message
+                    and why in verdict.message), verdict
         assert exercises.check(name, "maybe", **measured).status == "wrong"
 
 
@@ -120,7 +127,8 @@ def test_an_answer_that_raises_is_wrong_with_the_error_and_an_unknown_exercise_i
 def test_every_notebook_has_two_exercises_and_every_exercise_sits_in_its_notebook():
     found = {}
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
-        code = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+        code = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"]
+                       if c["cell_type"] == "code")
         names = re.findall(r'exercises\.check\("([0-9]{2}\.\w+)"', code)
         assert len(set(names)) >= 2, f"{path.name}: {names}"
         assert all(n.startswith(path.name[:2]) for n in names), (path.name, names)

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import pathlib
-import random
 import re
 import shutil
 import signal
@@ -58,8 +57,8 @@ elif fault == "final_eval":  # inside the last evaluation, after the last period
 elif fault == "json":  # after the checkpoint, history and per-task files, before the run's JSON
     save_json = cache.save_json
     cache.save_json = lambda obj, path: die() if ".zero_shot" not in path else save_json(obj, path)
-run = experiments.build("clip", "smoke", 0, device="cpu", pairs=64, batch_size=16, steps=12, warmup=2, eval_n=16,
-                        eval_every=4)
+run = experiments.build("clip", "smoke", 0, device="cpu", pairs=64, batch_size=16, steps=12, warmup=2,
+                        eval_n=16, eval_every=4)
 run.trainer.config.checkpoint_every, run.trainer.config.flush_every = 4, 2
 experiments.fit(run, runs_dir, progress=False)
 """
@@ -72,7 +71,8 @@ def train_in_a_process(runs_dir, fault="none", at=0):
 
 
 def outcome(runs_dir):
-    """Everything a finished run leaves, minus wall-clock figures: record, history, per-task files, weights."""
+    """Everything a finished run leaves, minus wall-clock figures: record, history, per-task files,
+    weights."""
     (json_path,) = [p for p in runs_dir.glob("*.json") if not p.name.endswith(".history.json")]
     stem = str(json_path)[:-len(".json")]
     record = json.loads(json_path.read_text())
@@ -81,7 +81,8 @@ def outcome(runs_dir):
     history = json.loads(open(stem + ".history.json").read())
     for row in history["history"]:
         row.pop("pairs_per_s")
-    tasks = {p.name: json.loads(p.read_text()) for p in sorted((runs_dir / (json_path.stem + ".zero_shot")).iterdir())}
+    tasks = {p.name: json.loads(p.read_text())
+             for p in sorted((runs_dir / (json_path.stem + ".zero_shot")).iterdir())}
     weights = torch.load(stem + ".pt", weights_only=True)["model"]
     return record, history, tasks, weights
 
@@ -102,7 +103,8 @@ def test_a_run_killed_anywhere_is_finished_by_the_next_call_with_the_same_number
     record, history, tasks, weights = outcome(tmp_path / "killed")
     expected = outcome(tmp_path / "uninterrupted")
     assert record == expected[0] and history == expected[1] and tasks == expected[2]
-    assert weights.keys() == expected[3].keys() and all(torch.equal(weights[k], expected[3][k]) for k in weights)
+    assert weights.keys() == expected[3].keys() and all(torch.equal(weights[k], expected[3][k])
+                                                        for k in weights)
     assert record["zero_shot"]["mean"] is not None and record["evals"][-1]["step"] == 12
 
 
@@ -127,11 +129,13 @@ def test_a_spike_is_undone_with_a_lower_learning_rate_and_logged():
     run = _spiked_once_at_step_30()
     run.trainer.fit(progress=False)
     (event,) = run.trainer.recoveries
-    assert event["kind"] == "spike" and event["step"] == 30 and event["resumed_from"] == 25 and event["lr_scale"] == 0.5
+    assert (event["kind"] == "spike" and event["step"] == 30 and event["resumed_from"] == 25
+            and event["lr_scale"] == 0.5)
     assert [h["step"] for h in run.trainer.history] == list(range(1, 41))
     assert max(h["loss"] for h in run.trainer.history) < 50  # the spike is not in the history
     T, lr = run.trainer, run.trainer.config.lr
-    assert [h["lr"] for h in T.history[24:26]] == pytest.approx([lr * T.schedule(24), 0.5 * lr * T.schedule(25)])
+    assert [h["lr"] for h in T.history[24:26]] == pytest.approx([lr * T.schedule(24),
+                                                                 0.5 * lr * T.schedule(25)])
     assert T.optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * lr * T.schedule(39))
 
 
@@ -149,7 +153,8 @@ def test_a_second_process_on_a_run_waits_for_the_holder_then_reads_its_record(tm
     finished = experiments.fit(tiny_run(steps=2), str(tmp_path), progress=False)
     run = tiny_run(steps=2)
     record = json.loads((tmp_path / f"{run.name}.json").read_text())
-    lock = RunLock(str(tmp_path / run.name)).__enter__()  # what a second `reproduce` meets while the first trains
+    # what a second `reproduce` meets while the first trains
+    lock = RunLock(str(tmp_path / run.name)).__enter__()
     threading.Timer(1.0, lock.__exit__).start()
     waited = experiments.fit(run, str(tmp_path), progress=False)  # blocks until the holder lets go
     assert f"this run is being trained by pid {os.getpid()}" in capsys.readouterr().out
@@ -172,7 +177,8 @@ def test_a_truncated_tar_shard_is_an_error_or_a_counted_skip(tmp_path):
         for key in range(9):
             png = io.BytesIO()
             Image.new("RGB", (8, 8), (20 * key, 100, 100)).save(png, format="PNG")
-            for name, payload in ((f"{key:03d}.png", png.getvalue()), (f"{key:03d}.txt", CAPTIONS[key % 4].encode())):
+            for name, payload in ((f"{key:03d}.png", png.getvalue()),
+                                  (f"{key:03d}.txt", CAPTIONS[key % 4].encode())):
                 info = tarfile.TarInfo(name)
                 info.size = len(payload)
                 tar.addfile(info, io.BytesIO(payload))
@@ -230,7 +236,8 @@ def test_the_nan_message_names_the_step_that_went_nan_not_the_next_flush():
 def test_a_checkpoint_is_fsynced_with_its_folder(tmp_path, monkeypatch):
     synced = []
     real = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.path.realpath(f"/proc/self/fd/{fd}")) or real(fd))
+    monkeypatch.setattr(os, "fsync",
+                        lambda fd: synced.append(os.path.realpath(f"/proc/self/fd/{fd}")) or real(fd))
     path = tmp_path / "run.pt"
     tiny_run(steps=1).trainer.save(str(path))
     assert str(tmp_path / "run.pt.tmp") in synced and str(tmp_path) in synced
@@ -297,8 +304,10 @@ def test_damaged_shipped_results_name_the_file_and_the_fix(tmp_path):
     from declip_lite.runs import readme, shipped
 
     shipped_dir, config = tmp_path / "results", grids.model_runs("cpu")[0]
-    shutil.copytree(ROOT / "results" / "cpu", shipped_dir / "cpu", ignore=shutil.ignore_patterns("figures", "notebooks"))
-    record, weights = (shipped_dir / "cpu" / "records" / f"{config.name}.json", shipped_dir / "cpu" / "weights" / f"{config.name}.pt")
+    shutil.copytree(ROOT / "results" / "cpu", shipped_dir / "cpu",
+                    ignore=shutil.ignore_patterns("figures", "notebooks"))
+    record, weights = (shipped_dir / "cpu" / "records" / f"{config.name}.json",
+                       shipped_dir / "cpu" / "weights" / f"{config.name}.pt")
     for damaged in (record, weights, shipped_dir / "cpu" / "summary.json"):
         _truncate(damaged)
     fix = r"`git checkout results/` restores.*`make reproduce SCALE=cpu`"
@@ -308,10 +317,12 @@ def test_damaged_shipped_results_name_the_file_and_the_fix(tmp_path):
         readme.results_block(str(shipped_dir / "cpu"))
     with pytest.raises(DamagedFile, match=rf"{config.name}\.json: damaged JSON \(.*\); {fix}"):
         shipped.records([config], str(shipped_dir / "cpu"), None)
-    (record.parent / "ok.json").write_bytes((ROOT / "results" / "cpu" / "records" / f"{config.name}.json").read_bytes())
+    (record.parent / "ok.json").write_bytes((ROOT / "results" / "cpu" / "records"
+                                             / f"{config.name}.json").read_bytes())
     record.unlink()
     (record.parent / "ok.json").rename(record)
-    with pytest.raises(DamagedFile, match=rf"{config.name}\.pt: damaged file, truncated or corrupt .*; {fix}") as e:
+    with pytest.raises(DamagedFile,
+                       match=rf"{config.name}\.pt: damaged file, truncated or corrupt .*; {fix}") as e:
         shipped.fit(experiments.build(config, device="cpu"), None, str(shipped_dir / "cpu"))
     assert "weights_only" not in str(e.value)
 
@@ -338,9 +349,11 @@ def test_every_json_the_package_writes_is_fsynced_with_its_folder(tmp_path, monk
     from declip_lite.checkpoint import save_json
 
     synced, real = [], os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.path.realpath(f"/proc/self/fd/{fd}")) or real(fd))
+    monkeypatch.setattr(os, "fsync",
+                        lambda fd: synced.append(os.path.realpath(f"/proc/self/fd/{fd}")) or real(fd))
     save_json({"a": 1}, str(tmp_path / "r.json"))
-    assert synced == [str(tmp_path / "r.json.tmp"), str(tmp_path)] and json.loads((tmp_path / "r.json").read_text())
+    assert (synced == [str(tmp_path / "r.json.tmp"), str(tmp_path)]
+            and json.loads((tmp_path / "r.json").read_text()))
 
 
 
@@ -366,14 +379,16 @@ ORPHANS = """
 import sys, time
 from declip_lite import experiments
 from declip_lite.runs.pool import run_grid
-configs = [experiments.RunConfig.of("clip", "smoke", s, pairs=64, batch_size=16, steps=100000, eval_n=16) for s in (0, 1)]
+configs = [experiments.RunConfig.of("clip", "smoke", s, pairs=64, batch_size=16, steps=100000, eval_n=16)
+           for s in (0, 1)]
 run_grid(configs, sys.argv[1], "cpu", jobs=2)
 """
 
 
 @pytest.mark.timeout(120)
 def test_workers_die_with_their_killed_parent(tmp_path):
-    parent = subprocess.Popen([sys.executable, "-c", ORPHANS, str(tmp_path)], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    parent = subprocess.Popen([sys.executable, "-c", ORPHANS, str(tmp_path)],
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.time() + 60
     while len(list(tmp_path.glob("*.lock"))) < 2 and time.time() < deadline:  # both workers training
         time.sleep(0.2)
@@ -399,7 +414,8 @@ if len(sys.argv) > 2:  # the first process: hold run 0 at step 20 until the seco
             time.sleep(0.1)
         return step(self)
     train.Trainer.train_step = held
-configs = [experiments.RunConfig.of("clip", "smoke", s, pairs=64, batch_size=16, steps=40, eval_n=16) for s in (0, 1)]
+configs = [experiments.RunConfig.of("clip", "smoke", s, pairs=64, batch_size=16, steps=40, eval_n=16)
+           for s in (0, 1)]
 for r in run_grid(configs, sys.argv[1], "cpu"):
     print("RESULT", r.name, r.zero_shot["mean"], flush=True)
 """
@@ -409,8 +425,8 @@ for r in run_grid(configs, sys.argv[1], "cpu"):
 def test_two_grids_at_once_on_one_folder_both_finish_and_train_each_run_once(tmp_path):
     env, go = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}, tmp_path / "go"
     runs = tmp_path / "runs"
-    first = subprocess.Popen([sys.executable, "-c", NEIGHBOUR, str(runs), str(go)], env=env, stdout=subprocess.PIPE,
-                             text=True)
+    first = subprocess.Popen([sys.executable, "-c", NEIGHBOUR, str(runs), str(go)], env=env,
+                             stdout=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while not list(runs.glob("*.lock")) and time.time() < deadline:  # the first holds its first run
         time.sleep(0.1)
@@ -439,8 +455,8 @@ def test_a_recovery_prints_one_line_and_is_counted_in_records_and_tables(capsys)
     experiments.fit(run, None, progress=False)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("recovery")]
     lr = run.trainer.config.lr * 0.5 * run.trainer.schedule(25)
-    assert lines == [f"recovery 1 of at most 3: the loss was {run.trainer.recoveries[0]['loss']:.4g} at step 30 "
-                     f"(spike); back to step 25, learning rate x0.5 (now {lr:.3g})"]
+    assert lines == [f"recovery 1 of at most 3: the loss was {run.trainer.recoveries[0]['loss']:.4g} "
+                     f"at step 30 (spike); back to step 25, learning rate x0.5 (now {lr:.3g})"]
     assert recovered(run.record) == "  1 recovery"
     twice = dataclasses.replace(run.record, name="twice", seed=1, recoveries=run.record.recoveries * 2)
     assert recovered(twice) == "  ! 2 recoveries"
@@ -451,16 +467,19 @@ def test_a_recovery_prints_one_line_and_is_counted_in_records_and_tables(capsys)
 
 @pytest.mark.parametrize("parameters, named", [
     ({"LIVE_STEPS": -5}, "LIVE_STEPS"),
-    ({"RESULTS": "auto", "SHIPPED": "/nonexistent/results"}, r"SHIPPED='/nonexistent/results' is not a folder"),
+    ({"RESULTS": "auto", "SHIPPED": "/nonexistent/results"},
+     r"SHIPPED='/nonexistent/results' is not a folder"),
     ({"RESULTS": "auto", "SHIPPED": str(ROOT / "results" / "cpu")},
-     r"SHIPPED='.*/results/cpu' holds no shipped scale: it should contain cpu/summary.json or gpu/summary.json"),
+     r"SHIPPED='.*/results/cpu' holds no shipped scale: it should contain cpu/summary.json or "
+     r"gpu/summary.json"),
 ])
 def test_notebook_parameters_are_checked_where_they_are_declared(parameters, named):
     from declip_lite import notebook
 
     with pytest.raises(notebook.ParameterError, match=f"parameter {named}"):
         notebook.setup(SMOKE=False, SEED=0, DEVICE="cpu", **parameters)
-    notebook.setup(SMOKE=True, SEED=0, DEVICE="cpu", RESULTS="auto", SHIPPED="/nonexistent")  # smoke never reads it
+    # smoke never reads it
+    notebook.setup(SMOKE=True, SEED=0, DEVICE="cpu", RESULTS="auto", SHIPPED="/nonexistent")
 
 
 @pytest.mark.timeout(300)
@@ -487,7 +506,8 @@ def test_a_full_disk_names_the_file_and_leaves_no_tmp_behind(tmp_path):
         f.write(b"x" * 1000)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    with pytest.raises(OSError, match=rf"no space left writing {path} \(the previous file, if any, is intact\)"):
+    with pytest.raises(OSError,
+                       match=rf"no space left writing {path} \(the previous file, if any, is intact\)"):
         write_durably(str(path), fill_the_disk)
     assert path.read_bytes() == b"the previous checkpoint" and not (tmp_path / "run.pt.tmp").exists()
 
@@ -529,7 +549,8 @@ def test_train_seconds_add_up_across_a_crash_and_a_resume(tmp_path):
     with pytest.raises(SystemExit):
         run.trainer.fit(checkpoint=path, progress=False)
     resumed = tiny_run(steps=12).trainer.load(path)
-    assert resumed.step == 8 and resumed.train_seconds >= 8 * 0.05  # the time before the last checkpoint counts
+    # the time before the last checkpoint counts
+    assert resumed.step == 8 and resumed.train_seconds >= 8 * 0.05
     before = resumed.train_seconds
     resumed.fit(checkpoint=path, progress=False)
     assert resumed.train_seconds > before
@@ -542,10 +563,12 @@ def test_a_corrupt_or_older_checkpoint_names_itself_and_never_advises_an_unsafe_
     run = tiny_run(steps=1)
     run.trainer.fit(checkpoint=path, progress=False)
     _truncate(path, 0.9)
-    with pytest.raises(DamagedFile, match=r"run\.pt: damaged file, truncated or corrupt .*delete it to retrain") as e:
+    with pytest.raises(DamagedFile,
+                       match=r"run\.pt: damaged file, truncated or corrupt .*delete it to retrain") as e:
         tiny_run(steps=1).trainer.load(path)
     older = {**run.trainer.state_dict(), "version": CHECKPOINT_VERSION - 1, "rng": np.random.get_state()}
-    torch.save(older, path)  # an older version kept numpy's RNG state as an array: a weights-only load refuses it
+    # an older version kept numpy's RNG state as an array: a weights-only load refuses it
+    torch.save(older, path)
     with pytest.raises(DamagedFile, match=rf"checkpoint version {CHECKPOINT_VERSION - 1}, expected "
                                           rf"{CHECKPOINT_VERSION} .*delete it to retrain") as old:
         tiny_run(steps=1).trainer.load(path)
@@ -556,11 +579,13 @@ def test_a_corrupt_or_older_checkpoint_names_itself_and_never_advises_an_unsafe_
 
 
 @pytest.mark.timeout(120)
-def test_ctrl_c_in_the_cli_ends_with_one_line_and_status_130_even_when_the_suite_runs_in_the_background(tmp_path):
+def test_ctrl_c_in_the_cli_ends_with_one_line_and_status_130_even_when_the_suite_runs_in_the_background(
+        tmp_path):
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `make test &` or nohup starts the suite
     try:
-        cli = subprocess.Popen([sys.executable, "-m", "declip_lite.experiments", "clip", "--preset", "smoke", "--set",
-                                "steps=100000", "pairs=64", "eval_n=16", "--runs-dir", str(tmp_path)], cwd=ROOT,
+        cli = subprocess.Popen([sys.executable, "-m", "declip_lite.experiments", "clip", "--preset", "smoke",
+                                "--set", "steps=100000", "pairs=64", "eval_n=16", "--runs-dir",
+                                str(tmp_path)], cwd=ROOT,
                                env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     finally:
@@ -576,10 +601,11 @@ def test_ctrl_c_in_the_cli_ends_with_one_line_and_status_130_even_when_the_suite
 
 
 def test_a_runaway_learning_rate_stops_the_cli_with_one_line_and_no_non_finite_checkpoint(tmp_path):
-    cli = subprocess.run([sys.executable, "-m", "declip_lite.experiments", "clip", "--preset", "smoke", "--set",
-                          "lr=1e6", "steps=60", "pairs=64", "batch_size=16", "eval_n=16", "train.flush_every=5",
-                          "train.checkpoint_every=5", "--runs-dir", str(tmp_path)], cwd=ROOT, capture_output=True,
-                         text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=240)
+    cli = subprocess.run([sys.executable, "-m", "declip_lite.experiments", "clip", "--preset", "smoke",
+                          "--set", "lr=1e6", "steps=60", "pairs=64", "batch_size=16", "eval_n=16",
+                          "train.flush_every=5", "train.checkpoint_every=5", "--runs-dir", str(tmp_path)],
+                         cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=240)
     assert cli.returncode == 1 and "Traceback" not in cli.stderr, cli.stderr[-2000:]
     (line,) = [line for line in re.split(r"[\r\n]", cli.stderr) if "loss" in line]  # beside the progress bar
     assert re.search(r"the loss became \S+ at step \d+; 3 recoveries .* lower the learning rate", line), line
@@ -607,13 +633,15 @@ def test_a_non_finite_checkpoint_is_never_written(tmp_path):
 def test_a_zero_budget_starts_no_run_and_a_negative_one_is_refused(tmp_path, capsys):
     from declip_lite.runs import cli
 
-    cli.main(["reproduce", "--scale", "smoke", "--budget", "0", "--out", str(tmp_path), "--runs-dir", str(tmp_path)])
+    cli.main(["reproduce", "--scale", "smoke", "--budget", "0", "--out", str(tmp_path), "--runs-dir",
+              str(tmp_path)])
     summary = json.loads((tmp_path / "smoke" / "summary.json").read_text())
     assert summary["runs"] == 0 and summary["planned"] > 0
     assert f"0 of {summary['planned']} runs finished: the budget (0 s) ran out" in capsys.readouterr().out
     with pytest.raises(SystemExit) as refused:
         cli.main(["reproduce", "--scale", "smoke", "--budget", "-5", "--out", str(tmp_path)])
-    assert refused.value.code == 2 and "--budget must be seconds >= 0 (0: start no run), got -5" in capsys.readouterr().err
+    assert (refused.value.code == 2
+            and "--budget must be seconds >= 0 (0: start no run), got -5" in capsys.readouterr().err)
 
 
 def test_make_trainer_seeds_the_initial_weights():

@@ -18,8 +18,8 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 
 
 def run_of(method, device="cpu", steps=12, fast="eager", **kw):
-    return experiments.build(method, "smoke", seed=0, device=device, pairs=64, batch_size=16, steps=steps, warmup=2,
-                             eval_n=16, train_overrides={"fast": fast}, **kw)
+    return experiments.build(method, "smoke", seed=0, device=device, pairs=64, batch_size=16, steps=steps,
+                             warmup=2, eval_n=16, train_overrides={"fast": fast}, **kw)
 
 
 def losses(trainer, steps):
@@ -29,7 +29,8 @@ def losses(trainer, steps):
 @pytest.mark.parametrize("method", ["clip", "declip", "defilip"])
 def test_the_graphs_plumbing_replays_the_eager_steps_on_cpu(method):
     eager, fast = run_of(method).trainer, run_of(method).trainer
-    state = [*fast.step_module.state_dict(keep_vars=True).values(), *train_step.optimizer_tensors(fast.optimizer)]
+    state = [*fast.step_module.state_dict(keep_vars=True).values(),
+             *train_step.optimizer_tensors(fast.optimizer)]
     fast.graph = GraphedUpdate(fast.update, fast.batches.batch(0), state, capture=False)
     expected, got = losses(eager, 12), losses(fast, 12)
     for e, g in zip(expected, got):
@@ -56,7 +57,8 @@ def test_a_capture_that_fails_warns_once_and_trains_the_eager_steps(monkeypatch)
     def broken_capture(graph):
         raise RuntimeError("operation not permitted when stream is capturing")
 
-    for name, fake in {"Stream": Stream, "current_stream": Stream, "stream": lambda s: contextlib.nullcontext(),
+    for name, fake in {"Stream": Stream, "current_stream": Stream,
+                       "stream": lambda s: contextlib.nullcontext(),
                        "CUDAGraph": lambda: None, "graph": broken_capture}.items():
         monkeypatch.setattr(torch.cuda, name, fake)
     eager, fast = run_of("declip").trainer, run_of("declip").trainer

@@ -36,8 +36,8 @@ SMALL = dict(embed_dim=32, rn_width=8, vit_width=32, vit_layers=1, vit_patch=8, 
 
 def trainer(method, seed, model="rn-tiny", pairs=48, double=True, **options):
     """A smoke run, its towers narrowed (SMALL): the same code, a fraction of the arithmetic."""
-    t = experiments.build(method, "smoke", seed, device="cpu", pairs=pairs, batch_size=8, steps=STEPS, warmup=2,
-                          eval_n=16, model=model, model_overrides=SMALL, **options).trainer
+    t = experiments.build(method, "smoke", seed, device="cpu", pairs=pairs, batch_size=8, steps=STEPS,
+                          warmup=2, eval_n=16, model=model, model_overrides=SMALL, **options).trainer
     if double:  # the zero-shot tasks stay float32: no evaluator
         t.step_module.double()
         t.batches, t.evaluator = DoubleBatches(t.batches), None
@@ -48,7 +48,8 @@ def weights(t):
     return {k: v.detach().clone() for k, v in t.step_module.state_dict().items()}
 
 
-LIBRARY_OBJECTIVES = [m for m in objective_names() if objective_class(m).__module__.startswith("declip_lite.")]
+LIBRARY_OBJECTIVES = [m for m in objective_names()
+                      if objective_class(m).__module__.startswith("declip_lite.")]
 
 
 @pytest.mark.parametrize("model", ["rn-tiny", "vit-tiny"])
@@ -176,7 +177,8 @@ def test_a_group_resumed_from_its_checkpoints_ends_as_an_uninterrupted_group(tmp
     paths = [str(tmp_path / f"run{k}.pt") for k in (0, 1)]
     group = GroupTrainer(runs())
     step = group.train_step
-    group.train_step = lambda: step() if group.step < 6 else (_ for _ in ()).throw(Killed())  # dies before step 7
+    # dies before step 7
+    group.train_step = lambda: step() if group.step < 6 else (_ for _ in ()).throw(Killed())
     with pytest.raises(Killed):
         group.fit(STEPS, checkpoints=paths)
     resumed = [t.load(p) for t, p in zip(runs(), paths)]

@@ -12,7 +12,8 @@ def test_towers_expose_tokens_pooled_and_embed(name, size):
     cfg = model_config(name, vocab_size=50, image_size=size)
     m = CLIPModel(cfg)
     img = m.encode_image(torch.rand(3, 3, size, size))
-    assert img["embed"].shape == (3, cfg.embed_dim) and img["tokens"].ndim == 3 and img["pooled"].shape[0] == 3
+    assert (img["embed"].shape == (3, cfg.embed_dim) and img["tokens"].ndim == 3
+            and img["pooled"].shape[0] == 3)
     txt = m.encode_text(torch.tensor([[1, 7, 8, 2, 0, 0]] * 3))
     assert txt["embed"].shape == (3, cfg.embed_dim) and txt["tokens"].shape == (3, 6, cfg.text_width)
     assert math.isclose(m.logit_scale.item(), math.log(1 / 0.07), rel_tol=1e-6)
@@ -44,7 +45,8 @@ def test_full_size_reference_configs_construct(name):
 
 def test_gradients_reach_both_towers():
     m = CLIPModel(model_config(vocab_size=50))
-    loss = m.encode_image(torch.rand(2, 3, 32, 32))["embed"].sum() + m.encode_text(torch.tensor([[1, 5, 2]] * 2))["embed"].sum()
+    loss = (m.encode_image(torch.rand(2, 3, 32, 32))["embed"].sum()
+            + m.encode_text(torch.tensor([[1, 5, 2]] * 2))["embed"].sum())
     loss.backward()
     assert m.visual.stem[0].weight.grad.abs().sum() > 0 and m.text.token_embedding.weight.grad.abs().sum() > 0
 
@@ -73,16 +75,19 @@ def test_vit_patch_tokens_come_before_the_final_layer_norm_and_the_class_state_a
     m = CLIPModel(model_config("vit-tiny")).eval()
     v, images = m.visual, torch.rand(2, 3, 32, 32)
     x = v.patch_embedding(images).flatten(2).transpose(1, 2)
-    x = v.transformer(v.ln_pre(torch.cat([v.class_embedding.expand(2, 1, -1), x], 1) + v.positional_embedding))
+    x = v.transformer(v.ln_pre(torch.cat([v.class_embedding.expand(2, 1, -1), x], 1)
+                               + v.positional_embedding))
     out = m.encode_image(images)
-    assert torch.allclose(out["tokens"], x[:, 1:]) and torch.allclose(out["embed"], v.ln_post(x[:, 0]) @ v.proj)
+    assert (torch.allclose(out["tokens"], x[:, 1:])
+            and torch.allclose(out["embed"], v.ln_post(x[:, 0]) @ v.proj))
 
 
 def test_the_attention_pool_maps_straight_from_attention_to_the_embedding_as_clip_does():
     c = model_config("rn-tiny")
     pool, width = CLIPModel(c).visual.attnpool, 256  # rn-tiny's last stage: 16 x 2^2 x 4 channels
     tokens = pool.pos.shape[0]
-    expected = tokens * width + 3 * (width * width + width) + width * c.embed_dim + c.embed_dim  # pos, q/k/v, out
+    # pos, q/k/v, out
+    expected = tokens * width + 3 * (width * width + width) + width * c.embed_dim + c.embed_dim
     assert sum(p.numel() for p in pool.parameters()) == expected
     x = torch.randn(2, tokens - 1, width)  # against torch's own multi-head attention with the same weights
     mha = torch.nn.MultiheadAttention(width, c.rn_heads, batch_first=True, bias=True)
@@ -92,4 +97,5 @@ def test_the_attention_pool_maps_straight_from_attention_to_the_embedding_as_cli
         mha.out_proj.weight.copy_(torch.eye(width))
         mha.out_proj.bias.zero_()
     seq = torch.cat([x.mean(1, keepdim=True), x], 1) + pool.pos
-    assert torch.allclose(pool(x), pool.out(mha(seq[:, :1], seq, seq, need_weights=False)[0][:, 0]), atol=1e-5)
+    assert torch.allclose(pool(x), pool.out(mha(seq[:, :1], seq, seq, need_weights=False)[0][:, 0]),
+                          atol=1e-5)

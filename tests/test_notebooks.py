@@ -32,8 +32,8 @@ def test_notebook_runs_in_smoke_mode(notebook, tmp_path, shared_runs):
     params = {"SMOKE": True, "SEED": 0, "DEVICE": "cpu", "RUNS_DIR": str(shared_runs),
               "FIG_DIR": str(tmp_path / "figures")}
     declared = papermill.inspect_notebook(str(notebook))  # setup refuses a parameter the notebook lacks
-    run_notebooks.execute(notebook, ROOT / "runs" / "tests", {k: v for k, v in params.items() if k in declared},
-                          timeout=600)
+    run_notebooks.execute(notebook, ROOT / "runs" / "tests",
+                          {k: v for k, v in params.items() if k in declared}, timeout=600)
 
 
 @pytest.mark.parametrize("parameters, named", [
@@ -75,7 +75,8 @@ def test_every_notebook_states_the_costs_measured_in_results():
     for path in run_notebooks.notebooks():
         first = "".join(json.loads(path.read_text())["cells"][0]["source"])
         assert first.endswith(run_notebooks.cost_paragraph(costs, path.stem)), \
-            f"{path.name}: its cost line differs from {run_notebooks.COSTS.name}; run notebooks/run.py --write-costs"
+            (f"{path.name}: its cost line differs from {run_notebooks.COSTS.name}; "
+             f"run notebooks/run.py --write-costs")
 
 
 def test_the_setup_helpers_pick_a_preset_by_device_and_one_small_data_regime_everywhere():

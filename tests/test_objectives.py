@@ -33,7 +33,8 @@ def test_aligned_embeddings_at_high_scale_give_zero_loss():
 
 
 def test_clip_objective_returns_named_terms():
-    enc = {"image": [{"embed": torch.randn(4, 6, requires_grad=True)}], "text": {"caption": {"embed": torch.randn(4, 6)}},
+    enc = {"image": [{"embed": torch.randn(4, 6, requires_grad=True)}],
+           "text": {"caption": {"embed": torch.randn(4, 6)}},
            "scale": torch.tensor(7.0, requires_grad=True)}
     out = CLIP()(enc)
     assert set(out) == {"loss", "clip"} and out["loss"].requires_grad
@@ -52,8 +53,10 @@ def test_the_scale_is_capped_at_100_as_the_reference_does_it():
         contrastive_loss(img, txt, s).backward()
         got = capped_scale(ours, 100.0)
         contrastive_loss(img, txt, got).backward()
-        assert math.isclose(got.item(), min(math.exp(log), 100.0)) and math.isclose(ours.grad.item(), ref.grad.item())
-    assert math.isclose(capped_scale(torch.tensor(6.0), None).item(), math.exp(6.0), rel_tol=1e-6)  # SLIP: uncapped
+        assert (math.isclose(got.item(), min(math.exp(log), 100.0))
+                and math.isclose(ours.grad.item(), ref.grad.item()))
+    # SLIP: uncapped
+    assert math.isclose(capped_scale(torch.tensor(6.0), None).item(), math.exp(6.0), rel_tol=1e-6)
 
 
 def test_the_trainer_hands_each_objective_its_capped_scale(tokenizer):
@@ -69,7 +72,8 @@ def test_the_trainer_hands_each_objective_its_capped_scale(tokenizer):
 
 
 def test_mvs_is_the_mean_of_four_clip_losses():
-    i1, i2, t, ta, s = torch.randn(5, 4), torch.randn(5, 4), torch.randn(5, 4), torch.randn(5, 4), torch.tensor(1.5)
+    i1, i2, t, ta, s = (torch.randn(5, 4), torch.randn(5, 4), torch.randn(5, 4), torch.randn(5, 4),
+                        torch.tensor(1.5))
     four = [contrastive_loss(a, b, s) for a in (i1, i2) for b in (t, ta)]
     assert torch.allclose(multi_view_loss([i1, i2], [t, ta], s), sum(four) / 4)
 
@@ -148,10 +152,12 @@ def test_nns_gradients_reach_images_and_scale_not_texts():
 def _encodings(n=6, d=8, width=12, vocab=20, views=("caption", "masked", "eda")):
     g = torch.Generator().manual_seed(0)
     enc = {"image": [{"embed": torch.randn(n, d, generator=g)} for _ in range(2)],
-           "text": {v: {"embed": torch.randn(n, d, generator=g), "tokens": torch.randn(n, 5, width, generator=g)}
+           "text": {v: {"embed": torch.randn(n, d, generator=g),
+                        "tokens": torch.randn(n, 5, width, generator=g)}
                     for v in views},
            "scale": torch.tensor(12.0), "ids": torch.arange(n),
-           "mlm_targets": torch.where(torch.rand(n, 5, generator=g) < 0.3, torch.randint(5, vocab, (n, 5), generator=g), IGNORE)}
+           "mlm_targets": torch.where(torch.rand(n, 5, generator=g) < 0.3,
+                                      torch.randint(5, vocab, (n, 5), generator=g), IGNORE)}
     return enc
 
 
@@ -172,8 +178,8 @@ def test_declip_sums_its_weighted_terms():
     expect = 0.4 * out["clip"] + 0.2 * out["nns"] + 0.2 * out["simsiam"] + 0.2 * out["mlm"]
     assert torch.isclose(out["loss"], expect)
     t = enc["text"]["masked"]["embed"]
-    assert torch.isclose(out["clip"], multi_view_loss([v["embed"] for v in enc["image"]], [t, enc["text"]["eda"]["embed"]],
-                                                      enc["scale"]))
+    assert torch.isclose(out["clip"], multi_view_loss([v["embed"] for v in enc["image"]],
+                                                      [t, enc["text"]["eda"]["embed"]], enc["scale"]))
 
 
 def test_nns_enqueues_the_eda_text_first_then_the_caption():
@@ -197,6 +203,7 @@ def test_every_head_linear_has_a_bias_unless_a_batch_norm_follows():
 def test_queue_age_ranks_slots_from_oldest_to_newest():
     q = NNQueue(3, size=4)
     q.enqueue(torch.randn(2, 3), ids=torch.tensor([10, 11]))
-    q.enqueue(torch.randn(3, 3), ids=torch.tensor([12, 13, 14]))  # wraps: slot 0 now holds 14, slot 1 is oldest (11)
+    # wraps: slot 0 now holds 14, slot 1 is oldest (11)
+    q.enqueue(torch.randn(3, 3), ids=torch.tensor([12, 13, 14]))
     assert q.age().tolist() == [3, 0, 1, 2]
     assert q.ids[q.age().argsort()].tolist() == [11, 12, 13, 14]

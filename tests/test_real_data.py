@@ -24,7 +24,8 @@ CAPTIONS = ["a red circle on the left", "a small blue square", "two green stars"
 
 def _png(path, mode="RGB", size=(20, 12)):
     if mode == "I;16":
-        Image.fromarray((np.arange(size[0] * size[1]).reshape(size[1], size[0]) * 200).astype(np.uint16)).save(path)
+        Image.fromarray((np.arange(size[0] * size[1]).reshape(size[1], size[0]) * 200)
+                        .astype(np.uint16)).save(path)
     elif mode == "CMYK":
         Image.new("CMYK", size, (0, 255, 255, 0)).save(path.replace(".png", ".jpg"))
         return os.path.basename(path.replace(".png", ".jpg"))
@@ -40,8 +41,10 @@ def _csv(tmp_path, rows, sep=",", header=("filepath", "title")):
 
 
 def test_every_image_mode_decodes_to_rgb(tmp_path):
-    names = [_png(str(tmp_path / f"{m.replace(';', '')}.png"), m) for m in ("RGB", "L", "RGBA", "I;16", "CMYK")]
-    data = CaptionedImages(read_csv(_csv(tmp_path, [(n, c) for n, c in zip(names, CAPTIONS + ["cyan"])], sep="\t")), 16)
+    names = [_png(str(tmp_path / f"{m.replace(';', '')}.png"), m)
+             for m in ("RGB", "L", "RGBA", "I;16", "CMYK")]
+    data = CaptionedImages(read_csv(_csv(tmp_path, [(n, c) for n, c in zip(names, CAPTIONS + ["cyan"])],
+                                         sep="\t")), 16)
     assert data.pixels.shape == (5, 3, 16, 16) and data.pixels.dtype == torch.uint8
     assert data.pixels[2].float().mean() == 255  # a fully transparent RGBA image lies on white
     assert 170 < data.pixels[3].max() < 190 and data.pixels[3].min() < 50  # 16-bit: x / 65535, not clipped
@@ -94,7 +97,8 @@ def test_webdataset_shards_and_a_key_without_caption(tmp_path):
         for key, caption in (("000", CAPTIONS[0]), ("001", CAPTIONS[1]), ("002", None)):
             png = io.BytesIO()
             Image.new("RGB", (8, 8), (10, 200, 10)).save(png, format="PNG")
-            members = [(f"{key}.png", png.getvalue())] + ([(f"{key}.txt", caption.encode())] if caption else [])
+            members = ([(f"{key}.png", png.getvalue())]
+                       + ([(f"{key}.txt", caption.encode())] if caption else []))
             for name, payload in members:
                 info = tarfile.TarInfo(name)
                 info.size = len(payload)
@@ -109,7 +113,8 @@ def test_webdataset_shards_and_a_key_without_caption(tmp_path):
 def test_bpe_tokenizer_round_trips_and_keeps_clip_framing(tmp_path):
     tok = BPETokenizer.train(CAPTIONS * 5, vocab_size=60, context_length=8)
     ids = tok.encode(["a red circle", "a small blue square on the left of a red circle"])
-    assert ids[0, 0] == tok.sot_id and tok.eot_id in ids[1].tolist() and ids[1, -1] == tok.eot_id  # cut, EOT kept
+    # cut, EOT kept
+    assert ids[0, 0] == tok.sot_id and tok.eot_id in ids[1].tolist() and ids[1, -1] == tok.eot_id
     assert tok.decode(ids[:1]) == ["a red circle"] and (tok.pad_id, tok.mask_id) == (0, 3)
     again = BPETokenizer.from_state_dict(tok.state_dict())
     assert torch.equal(again.encode(["two green stars"]), tok.encode(["two green stars"]))
@@ -164,4 +169,5 @@ def test_training_on_a_csv_of_real_files(tmp_path):
     trainer = experiments.make_trainer(data, tok, "declip", dataclasses.replace(experiments.PRESETS["smoke"],
                                        batch_size=4, steps=2), device="cpu", eda=TokenEDA(tok))
     trainer.fit(progress=False)
-    assert trainer.step == 2 and math.isfinite(trainer.history[-1]["loss"]) and trainer.model.config.context_length == 16
+    assert (trainer.step == 2 and math.isfinite(trainer.history[-1]["loss"])
+            and trainer.model.config.context_length == 16)

@@ -64,7 +64,8 @@ def test_separation_is_the_share_of_clean_noisy_pairs_in_order():
 def test_token_wise_zero_shot_equals_a_loop(tokenizer):
     config = model_config("vit-tiny", vocab_size=tokenizer.vocab_size, vit_layers=1, text_layers=1)
     model, filip = CLIPModel(config).eval(), FILIP(config.vit_width, config.text_width).eval()
-    images, classes, templates = torch.rand(3, 3, 32, 32), ["circle", "star"], ["a {}", "a red {} on the left"]
+    images, classes, templates = (torch.rand(3, 3, 32, 32), ["circle", "star"],
+                                  ["a {}", "a red {} on the left"])
     scores = token_wise_scores(model, filip, tokenizer, images, classes, templates, batch_size=2)
     with torch.no_grad():
         x = F.normalize(filip.image_proj(model.encode_image(images)["tokens"]), dim=-1)
@@ -108,7 +109,8 @@ def test_the_torch_probe_scores_as_scikit_learns_on_fixed_features():
         labels = torch.randint(0, 10, (2000,), generator=g)
         x = F.normalize(centres[labels] + noise * torch.randn(2000, 64, generator=g), dim=-1)
         ours = linear_probe(x[:1000], labels[:1000], x[1000:], labels[1000:])["top1"]
-        assert 0.3 < ours < 0.9 and abs(ours - sklearn_probe(x[:1000], labels[:1000], x[1000:], labels[1000:])) <= 0.01
+        assert (0.3 < ours < 0.9
+                and abs(ours - sklearn_probe(x[:1000], labels[:1000], x[1000:], labels[1000:])) <= 0.01)
 
 
 def test_sklearn_digits_are_real_ten_class_images():
@@ -142,10 +144,12 @@ def test_a_config_is_frozen_and_checks_its_sections():
     with pytest.raises(AttributeError):
         config.seed = 1
     assert config.preset.pairs == 100 and dict(config.objective) == {"queue_size": 64}
-    assert config == experiments.RunConfig.of("declip", "smoke", 0, objective_options={"queue_size": 64}, pairs=100)
+    assert config == experiments.RunConfig.of("declip", "smoke", 0, objective_options={"queue_size": 64},
+                                              pairs=100)
     with pytest.raises(ValueError, match=r"steps='abc': steps must be int"):
         experiments.RunConfig.of("clip", steps="abc")
-    with pytest.raises(ValueError, match=r"model\.queue_size: model has no field 'queue_size'; it belongs to objective"):
+    with pytest.raises(ValueError,
+                       match=r"model\.queue_size: model has no field 'queue_size'; it belongs to objective"):
         experiments.RunConfig.of("declip", model_overrides={"queue_size": 5})
 
 
@@ -155,7 +159,8 @@ def record(seed, mean, noise, method="clip"):
 
 
 def test_summarise_groups_seeds_of_one_setting():
-    records = experiments.Records.load([record(0, 0.5, [0, 0]), record(1, 0.7, [0, 0]), record(0, 0.1, [0.5, 0])])
+    records = experiments.Records.load([record(0, 0.5, [0, 0]), record(1, 0.7, [0, 0]),
+                                        record(0, 0.1, [0.5, 0])])
     rows = records.summarise()
     row = rows.one(noise=(0, 0))  # a record read from JSON matches Python's tuples
     assert row.seeds == (0, 1) and row.values["mean"] == (0.5, 0.7)
@@ -210,16 +215,20 @@ ISSUE_13 = {"clip": (0.624, 0.624, 0.587), "declip": (0.684, 0.679, 0.605), "cli
 
 @pytest.mark.parametrize("method, paired, welch", [("declip", (-0.013, 0.101), (-0.048, 0.136)),
                                                    ("clip+mvs", (0.049, 0.066), (0.007, 0.108))])
-def test_a_comparison_is_paired_over_shared_seeds_and_welch_otherwise_as_scipy_computes(method, paired, welch):
+def test_a_comparison_is_paired_over_shared_seeds_and_welch_otherwise_as_scipy_computes(method, paired,
+                                                                                         welch):
     from scipy import stats
     clip, other = ISSUE_13["clip"], ISSUE_13[method]
     same = report.compare(summary(clip), summary(other))
     ref = stats.ttest_rel(other, clip).confidence_interval(0.95)
-    assert same.kind == "paired" and same.low == pytest.approx(ref.low) and same.high == pytest.approx(ref.high)
+    assert (same.kind == "paired" and same.low == pytest.approx(ref.low)
+            and same.high == pytest.approx(ref.high))
     assert (same.low, same.high) == pytest.approx(paired, abs=0.005)  # the issue's, from unrounded accuracies
-    apart = report.compare(summary(clip), summary(other, seeds=(3, 4, 5)))  # other seeds: other data and tasks
+    # other seeds: other data and tasks
+    apart = report.compare(summary(clip), summary(other, seeds=(3, 4, 5)))
     ref = stats.ttest_ind(other, clip, equal_var=False).confidence_interval(0.95)
-    assert apart.kind == "Welch" and apart.low == pytest.approx(ref.low) and apart.high == pytest.approx(ref.high)
+    assert (apart.kind == "Welch" and apart.low == pytest.approx(ref.low)
+            and apart.high == pytest.approx(ref.high))
     assert (apart.low, apart.high) == pytest.approx(welch, abs=0.005)
     assert same.difference == pytest.approx(sum(other) / 3 - sum(clip) / 3)
 
@@ -232,7 +241,8 @@ def test_the_verdict_follows_the_interval_and_the_papers_direction():
     assert report.compare(mvs, clip, expect=-1).verdict == "reproduced"  # the paper says worse, and it is
     one_seed = report.compare(summary([0.5], seeds=(0,)), summary([0.9], seeds=(0,)))
     assert one_seed.verdict == "inconclusive" and one_seed.low == -math.inf  # one seed decides nothing
-    assert "reproduced" in str(report.compare(clip, mvs)) and "paired, 3 seeds" in str(report.compare(clip, mvs))
+    assert ("reproduced" in str(report.compare(clip, mvs))
+            and "paired, 3 seeds" in str(report.compare(clip, mvs)))
 
 
 def test_a_record_reports_its_training_time(tmp_path):
@@ -246,7 +256,8 @@ def test_step_cost_counts_every_parameter_and_the_adamw_state_they_keep():
     run = experiments.build("declip", "smoke", 0, device="cpu", **TINY)
     assert declip["parameters"] == sum(p.numel() for m in (run.model, run.objective) for p in m.parameters())
     assert declip["parameters"] > clip["parameters"] and declip["peak_mb"] is None  # heads; no CUDA here
-    assert declip["state_mb"] == declip["parameters"] * 16 / 2**20  # weights, gradients, two moments in float32
+    # weights, gradients, two moments in float32
+    assert declip["state_mb"] == declip["parameters"] * 16 / 2**20
 
 
 def test_a_record_is_the_same_whatever_jobs_and_the_callers_threads(tmp_path, monkeypatch):

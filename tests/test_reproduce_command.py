@@ -23,20 +23,24 @@ def test_the_gpu_check_runs_at_smoke_scale_on_a_cpu_and_brings_back_eight_files(
     done = subprocess.run(["bash", "bench/gpu_check.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert files == ["bench_cpu.json", "gpu_check.log", "monitor.csv", "notebooks.tgz", "notebooks_default.json",
-                     "notebooks_smoke.json", "parity.log", "results.tgz"]
+    assert files == ["bench_cpu.json", "gpu_check.log", "monitor.csv", "notebooks.tgz",
+                     "notebooks_default.json", "notebooks_smoke.json", "parity.log", "results.tgz"]
     bench = json.loads((tmp_path / "out" / "bench_cpu.json").read_text())
     assert bench["methods"]["clip"]["eager_ops"] > bench["methods"]["clip"]["graph_host_ops_projected"] > 0
-    assert json.loads((tmp_path / "out" / "notebooks_smoke.json").read_text())["notebooks"]["00_the_data"]["outcome"] == "ok"
-    listing = subprocess.run(["tar", "-tzf", str(tmp_path / "out" / "results.tgz")], capture_output=True, text=True)
+    assert (json.loads((tmp_path / "out" / "notebooks_smoke.json").read_text())
+            ["notebooks"]["00_the_data"]["outcome"] == "ok")
+    listing = subprocess.run(["tar", "-tzf", str(tmp_path / "out" / "results.tgz")], capture_output=True,
+                             text=True)
     assert "./smoke/summary.json" in listing.stdout.split()
     assert "reproduce --scale smoke" in (tmp_path / "out" / "gpu_check.log").read_text()
 
 
 @pytest.mark.timeout(600)
-def test_make_reproduce_smoke_writes_every_record_and_resumes_without_training(tmp_path, monkeypatch, shared_runs):
+def test_make_reproduce_smoke_writes_every_record_and_resumes_without_training(tmp_path, monkeypatch,
+                                                                                shared_runs):
     out, runs = tmp_path / "results", shared_runs  # the notebooks' smoke tests train many of these runs too
-    done = subprocess.run(["make", "-s", "reproduce", "SCALE=smoke", "JOBS=2",  # runs of one signature: one step
+    # runs of one signature: one step
+    done = subprocess.run(["make", "-s", "reproduce", "SCALE=smoke", "JOBS=2",
                            f"REPRODUCE_ARGS=--out {out} --runs-dir {runs} --group on"], cwd=ROOT,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -50,11 +54,14 @@ def test_make_reproduce_smoke_writes_every_record_and_resumes_without_training(t
     assert all(len(json.loads(p.read_text())["history"]) <= reproduce.HISTORY_POINTS for p in records)
     check_groups_train_as_runs_alone({p.stem: json.loads(p.read_text()) for p in records}, configs, tmp_path)
     summary = json.loads((out / "smoke" / "summary.json").read_text())
-    assert summary["runs"] == summary["planned"] == total and summary["commit"] and "1 threads" in summary["hardware"]
+    assert (summary["runs"] == summary["planned"] == total and summary["commit"]
+            and "1 threads" in summary["hardware"])
     assert summary["total_seconds"] > summary["train_seconds"] > 0  # the work around the runs is visible
     assert set(summary["headline"]) == {"declip", "clip+mvs"}
-    assert all(h["verdict"] == "inconclusive" and h["low"] is None for h in summary["headline"].values())  # 1 seed
-    assert shipped._complete(str(out / "smoke")) == summary  # a finished reproduction is one the notebooks read
+    # 1 seed
+    assert all(h["verdict"] == "inconclusive" and h["low"] is None for h in summary["headline"].values())
+    # a finished reproduction is one the notebooks read
+    assert shipped._complete(str(out / "smoke")) == summary
     monkeypatch.setattr(pool, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
     assert len(reproduce.reproduce("smoke", str(out), str(runs))) == len(configs)
     check_shipped_results_give_what_training_gave(out, runs)
@@ -81,8 +88,10 @@ def check_shipped_results_give_what_training_gave(out, runs):
         scores = evaluate_tasks(run.model, run.tokenizer, run.tasks)
         assert abs(scores["mean"] - run.record.zero_shot["mean"]) < 0.05, config.name  # bf16 weights
         assert run.trainer.evals == run.record.evals and run.trainer.step == config.preset.steps
-        assert run.trainer.history == json.loads((out / "smoke" / "records" / f"{config.name}.json").read_text())["history"]
-    live = shipped.train(grids.model_runs("smoke")[0], runs_dir=None, device="cpu", shipped_from=folder, live_steps=3)
+        assert run.trainer.history == json.loads((out / "smoke" / "records"
+                                                  / f"{config.name}.json").read_text())["history"]
+    live = shipped.train(grids.model_runs("smoke")[0], runs_dir=None, device="cpu", shipped_from=folder,
+                         live_steps=3)
     assert [r["step"] for r in live.live_history] == [1, 2, 3] and live.trainer.history[-1]["step"] > 3
     unshipped = grids.spec("clip", grids.SCALES["smoke"], 7)  # what the folder lacks trains here, and says so
     trained = shipped.train(unshipped, runs_dir=str(runs), device="cpu", shipped_from=folder)
@@ -126,7 +135,8 @@ def test_each_notebook_reads_the_largest_scale_that_holds_what_it_needs_and_trai
     ship(tmp_path / "gpu", 122, 144, records=needs["gpu"][0])  # every record notebook 07 reads, no weights
     assert shipped.source("auto", False, "cpu", str(tmp_path), notebook="07") == str(tmp_path / "cpu")
     assert shipped.source("auto", False, "cuda", str(tmp_path), notebook="07") == str(tmp_path / "gpu")
-    assert "it lacks 0 of the records and 3 of the models notebook 07 needs, which train here" in capsys.readouterr().out
+    assert ("it lacks 0 of the records and 3 of the models notebook 07 needs, which train here"
+            in capsys.readouterr().out)
     assert shipped.lacking(str(tmp_path / "gpu"), "07") == ([], needs["gpu"][1])
     assert shipped.lacking(str(tmp_path / "gpu"), "08")[0]  # notebook 08's grids are not all there
     ship(tmp_path / "gpu", 122, 144, records=needs["gpu"][0], weights=needs["gpu"][1])
@@ -135,7 +145,8 @@ def test_each_notebook_reads_the_largest_scale_that_holds_what_it_needs_and_trai
     assert shipped.source("auto", False, "cpu", str(tmp_path)) == str(tmp_path / "cpu")  # 01-06: the cpu runs
     assert shipped.source("auto", False, "cuda", str(tmp_path)) is None  # 01-06 on a GPU: trained live
     shutil.rmtree(tmp_path / "gpu")
-    assert shipped.source("auto", False, "cuda", str(tmp_path), notebook="07") is None  # nothing to read: train
+    # nothing to read: train
+    assert shipped.source("auto", False, "cuda", str(tmp_path), notebook="07") is None
 
 
 def test_a_thinned_history_keeps_its_ends_and_at_most_the_points_asked():
@@ -152,6 +163,7 @@ def test_the_shipped_gpu_headline_compares_the_ablation_grids_runs_alone():
 
     summary, records = readme.load(str(ROOT / "results" / "gpu"))
     rows = reproduce.small_data_rows(records, "gpu")
-    assert {r.method: r.seeds for r in rows if r.method in grids.LADDER} == {m: (0, 1, 2) for m in grids.LADDER}
+    assert ({r.method: r.seeds for r in rows if r.method in grids.LADDER}
+            == {m: (0, 1, 2) for m in grids.LADDER})
     assert {m: vars(c) for m, c in reproduce.headline(records, "gpu").items()} == summary["headline"]
 

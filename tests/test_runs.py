@@ -46,7 +46,8 @@ def test_an_objective_defined_in_a_test_file_trains_caches_and_summarises(tmp_pa
     assert cached.record == run.record and cached.trainer.step == TINY["steps"]  # read, not retrained
 
     sets = [f"{k}={v}" for k, v in TINY.items()]
-    experiments.main(["siglip", "--preset", "smoke", "--runs-dir", str(tmp_path), "--device", "cpu", "--set", *sets])
+    experiments.main(["siglip", "--preset", "smoke", "--runs-dir", str(tmp_path), "--device", "cpu", "--set",
+                      *sets])
     assert re.search(r"^siglip\s", capsys.readouterr().out, re.M)
 
     scale = grids.Scale("smoke", (0,), (64,), 64, TINY, benchmark_seeds=(0,))
@@ -57,9 +58,11 @@ def test_an_objective_defined_in_a_test_file_trains_caches_and_summarises(tmp_pa
 
 
 def test_an_unknown_objective_option_is_named():
-    with pytest.raises(ValueError, match=r"objective\.bais: objective has no field 'bais'; its fields are \['bias'\]"):
+    with pytest.raises(ValueError,
+                       match=r"objective\.bais: objective has no field 'bais'; its fields are \['bias'\]"):
         experiments.build("siglip", "smoke", 0, device="cpu", objective_options={"bais": 1.0}, **TINY)
-    with pytest.raises(TypeError, match=r"make_objective\('siglip'\): unknown option\(s\) \['bais'\]; SigLIP takes \['bias'\]"):
+    with pytest.raises(TypeError, match=r"make_objective\('siglip'\): unknown option\(s\) \['bais'\]; "
+                                        r"SigLIP takes \['bias'\]"):
         experiments.make_objective("siglip", None, 10, bais=1.0)  # the library's own door names it too
 
 
@@ -70,7 +73,8 @@ def readme_block(heading):
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("heading", ["## The library in ten lines", "### Runs and records", "## Your own objective"])
+@pytest.mark.parametrize("heading", ["## The library in ten lines", "### Runs and records",
+                                     "## Your own objective"])
 def test_the_readme_examples_run_as_written(heading, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # they write data/runs/ where they run
     exec(compile(readme_block(heading), f"README.md {heading}", "exec"), {})
@@ -80,13 +84,15 @@ def test_the_readme_examples_run_as_written(heading, tmp_path, monkeypatch):
 def test_every_train_config_field_is_reachable_and_names_the_run():
     plain = experiments.build("clip", "smoke", 0, device="cpu", **TINY)
     clipped = experiments.build("clip", "smoke", 0, device="cpu", train_overrides={"grad_clip": 0.5}, **TINY)
-    assert clipped.trainer.config.grad_clip == 0.5 and plain.trainer.config.grad_clip is None  # the reference: none
+    # the reference: none
+    assert clipped.trainer.config.grad_clip == 0.5 and plain.trainer.config.grad_clip is None
     assert clipped.name != plain.name and "train" not in plain.options  # older runs keep their names
 
 
 @pytest.mark.parametrize("setting, message", [
     (["steps=abc"], r"--set steps='abc': steps must be int"),
-    (["queue_size=10"], r"--set queue_size: preset has no field 'queue_size'; it belongs to objective\.queue_size"),
+    (["queue_size=10"],
+     r"--set queue_size: preset has no field 'queue_size'; it belongs to objective\.queue_size"),
     (["train.pairs=10"], r"--set train\.pairs: set pairs in the preset"),
     (["objective.exclude_self=1"], r"--set objective\.exclude_self=1: exclude_self must be bool"),
     (["gpu.x=1"], r"--set gpu\.x: no section 'gpu'"),
@@ -129,10 +135,12 @@ def test_the_readmes_h200_paragraph_quotes_its_jsons():
     assert f"{check['parity']['passed']} of the 10 objectives" in text
     assert f"{r['runs_finished']} of {r['planned']} runs in {r['seconds']} s**" in text
     assert f"takes {ms('clip', 'graph')} as a graph, against {ms('clip', 'eager')} eager" in text
-    assert f"({steps['clip']['eager_ops']:,.0f} operators dispatched per eager step, {steps['clip']['graph_ops']:,.0f}" in text
+    assert (f"({steps['clip']['eager_ops']:,.0f} operators dispatched per eager step, "
+            f"{steps['clip']['graph_ops']:,.0f}" in text)
     assert f"DeCLIP takes {ms('declip', 'graph')} against {ms('declip', 'eager')}" in text
     recheck = json.loads((ROOT / "results" / "bench_gpu_recheck.json").read_text())["methods"]["slip"]
-    assert f"{1e3 * recheck['graph_s']:.1f} ms as a graph against {1e3 * recheck['eager_s']:.1f} ms eager" in text
+    assert (f"{1e3 * recheck['graph_s']:.1f} ms as a graph against {1e3 * recheck['eager_s']:.1f} ms eager"
+            in text)
     clip = [x["train_seconds"] for x in r["runs"] if x["method"] == "clip" and x["pairs"] == 2000]
     assert f"CLIP's {len(clip)} runs on 2,000 pairs trained in {min(clip):.0f}–{max(clip):.0f} s" in text
 
@@ -146,8 +154,12 @@ class Broken(Objective):
 
 
 def test_a_failing_run_does_not_stop_the_others_and_is_named_at_the_end(tmp_path):
-    configs = [experiments.RunConfig.of("broken", "smoke", 0, **TINY), experiments.RunConfig.of("clip", "smoke", 0, **TINY)]
+    configs = [experiments.RunConfig.of("broken", "smoke", 0, **TINY),
+               experiments.RunConfig.of("clip", "smoke", 0, **TINY)]
     finished = []
-    with pytest.raises(RuntimeError, match=r"(?s)1 of 2 runs failed .*broken-s0-\w+: FloatingPointError: the broken"):
-        experiments.run_grid(configs, str(tmp_path), "cpu", progress=False, on_record=lambda c, r: finished.append(c))
-    assert finished == configs[1:] and (tmp_path / (configs[1].name + ".json")).exists()  # the good run is kept
+    with pytest.raises(RuntimeError,
+                       match=r"(?s)1 of 2 runs failed .*broken-s0-\w+: FloatingPointError: the broken"):
+        experiments.run_grid(configs, str(tmp_path), "cpu", progress=False,
+                             on_record=lambda c, r: finished.append(c))
+    # the good run is kept
+    assert finished == configs[1:] and (tmp_path / (configs[1].name + ".json")).exists()

@@ -11,8 +11,8 @@ from declip_lite.train import parameter_groups, warmup_cosine
 
 
 def tiny_run(method="clip", steps=6, **kw):
-    return experiments.build(method, "smoke", seed=0, device="cpu", pairs=64, batch_size=16, steps=steps, warmup=2,
-                             eval_n=16, **kw)
+    return experiments.build(method, "smoke", seed=0, device="cpu", pairs=64, batch_size=16, steps=steps,
+                             warmup=2, eval_n=16, **kw)
 
 
 def test_history_records_every_term_scale_lr_and_rate():
@@ -128,7 +128,8 @@ def test_ctrl_c_saves_the_current_step_and_a_rerun_resumes_to_the_same_weights(t
     path = str(tmp_path / "run.pt")
     run = tiny_run(steps=6)
     run.trainer.batches = InterruptAt(run.trainer.batches, at=3)
-    handler = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in Jupyter (a pytest-xdist worker ignores it)
+    # as in Jupyter (a pytest-xdist worker ignores it)
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     with pytest.raises(KeyboardInterrupt, match="step 4 of 6"):
         run.trainer.fit(checkpoint=path, progress=False)
     assert f"saved to {path}" in capsys.readouterr().out
@@ -170,7 +171,8 @@ def test_live_curves_redraw_one_picture_in_jupyter_and_draw_nothing_headless(mon
         def update(self, obj):
             updated.append(obj)
 
-    monkeypatch.setattr(IPython.display, "display", lambda obj, display_id=False: shown.append(obj) or Handle())
+    monkeypatch.setattr(IPython.display, "display",
+                        lambda obj, display_id=False: shown.append(obj) or Handle())
     monkeypatch.setattr(live.LiveCurves, "every", 0.0)  # redraw at every flush
     trainer = experiments.build("clip", "smoke", 0, device="cpu", eval_n=8).trainer
     trainer.config.flush_every = 5

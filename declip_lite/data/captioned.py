@@ -41,7 +41,8 @@ def read_csv(path, image_key="filepath", caption_key="title", sep=None):
     with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
         reader = csv.DictReader(f, delimiter=sep)
         if reader.fieldnames is None:
-            raise BadInput(f"{path}: the file is empty (expected a header row with {image_key!r} and {caption_key!r})")
+            raise BadInput(f"{path}: the file is empty (expected a header row with {image_key!r} and "
+                           f"{caption_key!r})")
         missing = {image_key, caption_key} - set(reader.fieldnames)
         if missing:
             raise BadInput(f"{path}: no column(s) {sorted(missing)}; its columns are {reader.fieldnames} "
@@ -143,7 +144,8 @@ def _rgb(record):
         raise BadInput(f"{record.where}: corrupt or truncated image ({type(e).__name__}: {e})") from None
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit / float: to 8 bits by the format's range
         a = np.asarray(img, dtype=np.float32)
-        full = 1.0 if img.mode == "F" and a.max() <= 1.0 else 65535.0  # PNG/TIFF 16-bit grey arrives as "I;16" or "I"
+        # PNG/TIFF 16-bit grey arrives as "I;16" or "I"
+        full = 1.0 if img.mode == "F" and a.max() <= 1.0 else 65535.0
         img = Image.fromarray((255 * np.clip(a / full, 0, 1)).round().astype(np.uint8))
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
@@ -154,7 +156,8 @@ def _rgb(record):
 class CaptionedImages:
     """``records`` decoded to ``(N, 3, S, S)`` uint8 in memory (resize + centre crop to ``image_size``)."""
 
-    def __init__(self, records, image_size=32, on_error="raise", max_skip_rate=0.05, device="cpu", progress=False):
+    def __init__(self, records, image_size=32, on_error="raise", max_skip_rate=0.05, device="cpu",
+                 progress=False):
         from torchvision.transforms import v2
 
         if on_error not in ("raise", "skip"):
@@ -175,8 +178,9 @@ class CaptionedImages:
         if not records:
             raise BadInput("CaptionedImages: no records to load (an empty CSV, folder or shard list)")
         if self.report["skipped"] > max_skip_rate * len(records):
-            raise BadInput(f"CaptionedImages: {self.report['skipped']} of {len(records)} records are bad (more "
-                           f"than max_skip_rate={max_skip_rate}); first problems: {self.report['problems'][:3]}")
+            raise BadInput(f"CaptionedImages: {self.report['skipped']} of {len(records)} records are bad "
+                           f"(more than max_skip_rate={max_skip_rate}); first problems: "
+                           f"{self.report['problems'][:3]}")
         self.image_size, self.device = image_size, torch.device(device)
         self.pixels, self._captions = torch.stack(images).to(self.device), captions
 

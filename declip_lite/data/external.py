@@ -22,7 +22,8 @@ from .shapecaps import TASKS, ZeroShotTask
 def _handwritten():
     """scikit-learn's digits as (images (1797, 8, 8), targets), read from the CSV file it ships:
     ``load_digits`` reads the same file, after importing all of ``sklearn.datasets`` (1.5 s)."""
-    path = pathlib.Path(importlib.util.find_spec("sklearn").origin).parent / "datasets" / "data" / "digits.csv.gz"
+    path = (pathlib.Path(importlib.util.find_spec("sklearn").origin).parent
+            / "datasets" / "data" / "digits.csv.gz")
     table = np.loadtxt(path, delimiter=",")
     return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
 
@@ -54,8 +55,10 @@ def _task(name, dataset, classnames, image_size, templates, device, n):
 
     resize = v2.Compose([v2.ToImage(), v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size),
                          v2.ToDtype(torch.float32, scale=True)])
-    picks = range(len(dataset)) if n is None else torch.linspace(0, len(dataset) - 1, min(n, len(dataset))).long().tolist()
-    images, labels = zip(*[(resize(dataset[i][0].convert("RGB")), dataset[i][1]) for i in picks])  # spread over classes
+    picks = (range(len(dataset)) if n is None
+             else torch.linspace(0, len(dataset) - 1, min(n, len(dataset))).long().tolist())
+    # spread over classes
+    images, labels = zip(*[(resize(dataset[i][0].convert("RGB")), dataset[i][1]) for i in picks])
     return ZeroShotTask(name, [c.replace("_", " ") for c in classnames], list(templates or PHOTO_TEMPLATES),
                         torch.stack(images).to(device), torch.tensor(labels, device=device))
 
@@ -71,8 +74,9 @@ def torchvision_task(name, root, image_size=32, templates=None, download=False, 
     try:
         dataset = getattr(tvd, cls)(root, download=download, **split)
     except RuntimeError as e:
-        raise FileNotFoundError(f"torchvision_task: {name} is not under root={root!r} ({e}); pass download=True "
-                                f"where a network exists, or point root= at a local copy") from None
+        raise FileNotFoundError(f"torchvision_task: {name} is not under root={root!r} ({e}); "
+                                f"pass download=True where a network exists, "
+                                f"or point root= at a local copy") from None
     return _task(name, dataset, dataset.classes, image_size, templates, device, n)
 
 
@@ -83,4 +87,5 @@ def image_folder_task(root, image_size=32, templates=None, n=None, device="cpu")
     if not os.path.isdir(root):
         raise FileNotFoundError(f"image_folder_task: {root!r} is not a folder of class folders")
     dataset = ImageFolder(root)
-    return _task(os.path.basename(os.path.normpath(root)), dataset, dataset.classes, image_size, templates, device, n)
+    return _task(os.path.basename(os.path.normpath(root)), dataset, dataset.classes, image_size, templates,
+                 device, n)

@@ -36,13 +36,15 @@ class PairBatches:
     def __init__(self, dataset, tokenizer, batch_size, image_views=1, text_views=("caption",),
                  augmentation="clip", mask_prob=0.15, seed=0, device=None, eda=None):
         if batch_size < 2 or batch_size > len(dataset):
-            raise ValueError(f"PairBatches: batch_size={batch_size} must be in [2, len(dataset)={len(dataset)}]")
+            raise ValueError(f"PairBatches: batch_size={batch_size} must be in "
+                             f"[2, len(dataset)={len(dataset)}]")
         per_view = [augmentation] * image_views if isinstance(augmentation, str) else list(augmentation)
         if len(per_view) != image_views or not set(per_view) <= set(AUGMENTATIONS):
             raise ValueError(f"PairBatches: augmentation={augmentation!r} must be one name, or {image_views} "
                              f"names, from {sorted(AUGMENTATIONS)}")
         if len({AUGMENTATIONS[a].flip == "rewrite" for a in per_view}) > 1:
-            raise ValueError("PairBatches: flip='rewrite' rewrites the caption, so every view must use it or none")
+            raise ValueError("PairBatches: flip='rewrite' rewrites the caption, so every view must use it "
+                             "or none")
         unknown = set(text_views) - {"caption", "masked", "eda"}
         if unknown:
             raise ValueError(f"PairBatches: unknown text view(s) {sorted(unknown)}")
@@ -52,12 +54,15 @@ class PairBatches:
         self.device = torch.device(device or dataset.device)
         n, S = len(dataset), dataset.image_size
         everything = torch.arange(n)
-        tokens = torch.cat([tokenizer.encode(dataset.captions(everything[i:i + 8192])) for i in range(0, n, 8192)])
+        tokens = torch.cat([tokenizer.encode(dataset.captions(everything[i:i + 8192]))
+                            for i in range(0, n, 8192)])
         longest = int((tokens != tokenizer.pad_id).sum(1).max())  # pads trail: no caption needs more columns
-        self.tokens = tokens[:, :longest].to(self.device)  # one fixed text shape for the run, no per-step trim
+        # one fixed text shape for the run, no per-step trim
+        self.tokens = tokens[:, :longest].to(self.device)
         if hasattr(dataset, "scenes"):  # ShapeCaps: object boxes and what each image shows
             scenes = dataset.scenes(everything)
-            self.boxes, self.content = object_boxes(scenes).to(self.device), content_key(scenes).to(self.device)
+            self.boxes, self.content = (object_boxes(scenes).to(self.device),
+                                        content_key(scenes).to(self.device))
         else:  # real images: the whole frame, and every image its own content
             self.boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0]], device=self.device).expand(n, 4)
             self.content = everything.to(self.device)
@@ -66,7 +71,8 @@ class PairBatches:
             chunk = max(64, 4096 * 32 * 32 // S ** 2)  # about 50 MB of floats at any image size
             self.images = torch.cat([(dataset.images(everything[i:i + chunk]) * 255).round().to(torch.uint8)
                                      for i in range(0, n, chunk)]).to(self.device)
-        self.eda = eda or TokenEDA(tokenizer, SYNONYM_GROUPS, ATTRIBUTE_WORDS)  # ShapeCaps' synonyms by default
+        # ShapeCaps' synonyms by default
+        self.eda = eda or TokenEDA(tokenizer, SYNONYM_GROUPS, ATTRIBUTE_WORDS)
         self._epoch_order = (None, None)
         self.left_right = torch.tensor([tokenizer.ids.get(w, tokenizer.unk_id) for w in ("left", "right")],
                                        device=self.device)
@@ -124,7 +130,8 @@ def assemble(maker, pixels, tokens, boxes, ids, content, draws):
         if name == "caption":
             out["texts"][name] = tokens
         elif name == "masked":
-            out["texts"][name], out["mlm_targets"] = mask_tokens(tokens, maker.tokenizer, maker.mask_prob, draws)
+            out["texts"][name], out["mlm_targets"] = mask_tokens(tokens, maker.tokenizer, maker.mask_prob,
+                                                                 draws)
         else:
             out["texts"][name] = maker.eda(tokens, draws)
     return out
@@ -138,21 +145,23 @@ class JoinedBatches:
 
     def __init__(self, makers):
         if not self.can_join(makers):
-            raise ValueError("JoinedBatches: the runs must be PairBatches that share batch size, views and their "
-                             "augmentation, masking and tokenizer, and cache their images")
+            raise ValueError("JoinedBatches: the runs must be PairBatches that share batch size, views and "
+                             "their augmentation, masking and tokenizer, and cache their images")
         first = makers[0]
         self.makers, self.device, width = makers, first.device, max(m.tokens.shape[1] for m in makers)
         pad = lambda t: torch.nn.functional.pad(t, (0, width - t.shape[1]), value=first.tokenizer.pad_id)  # noqa: E731
         self.images = torch.cat([m.images for m in makers])
         self.tokens = torch.cat([pad(m.tokens) for m in makers])
-        self.boxes, self.content = torch.cat([m.boxes for m in makers]), torch.cat([m.content for m in makers])
+        self.boxes, self.content = (torch.cat([m.boxes for m in makers]),
+                                    torch.cat([m.content for m in makers]))
         self.offsets = torch.tensor([0] + [len(m.dataset) for m in makers[:-1]], device=self.device).cumsum(0)
         self.widths = [m.tokens.shape[1] for m in makers]
         self.positions = Draws.token_positions(self.widths, first.batch_size, self.device)
 
     @staticmethod
     def can_join(makers):
-        if not all(type(m) is PairBatches and m.images is not None and "batch" not in vars(m) for m in makers):
+        if not all(type(m) is PairBatches and m.images is not None and "batch" not in vars(m)
+                   for m in makers):
             return False  # another maker, uncached images, or a batch() replaced on the instance: made alone
         return len({(m.batch_size, tuple(m.augs), m.text_views, m.mask_prob, repr(m.tokenizer.state_dict()))
                     for m in makers}) == 1
@@ -166,7 +175,8 @@ class JoinedBatches:
         out = assemble(ms[0], self.images[rows].float() / 255, self.tokens[rows], self.boxes[rows], ids,
                        self.content[rows], draws)
         split = lambda t: t.view(K, -1, *t.shape[1:])  # noqa: E731
-        return {"images": out["images"].view(out["images"].shape[0], K, -1, *out["images"].shape[2:]).transpose(0, 1),
+        return {"images": out["images"].view(out["images"].shape[0], K, -1,
+                                             *out["images"].shape[2:]).transpose(0, 1),
                 "texts": {k: split(v) for k, v in out["texts"].items()},
                 **{k: split(out[k]) for k in ("ids", "content", "mlm_targets") if k in out}}
 

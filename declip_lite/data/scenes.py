@@ -86,7 +86,8 @@ def sample_scenes(seed, index, kinds=(0.5, 0.25, 0.25), shapes=None, counts=None
     probs = torch.tensor(kinds, device=dev).cumsum(0)
     kind = (u[:, :1] > probs[None, :-1]).sum(1)
     n_geo, n_col = len(GEOMETRIC), len(COLOURS)
-    shape_pool = torch.arange(len(SHAPES), device=dev) if shapes is None else torch.as_tensor(shapes, device=dev)
+    shape_pool = (torch.arange(len(SHAPES), device=dev) if shapes is None
+                  else torch.as_tensor(shapes, device=dev))
     shape = shape_pool[randint(seed, index, 2, K, len(shape_pool))]
     shape = torch.where(kind[:, None] == 1, shape % n_geo, shape)  # groups are geometric
     colour = randint(seed, index, 3, K, n_col)
@@ -100,7 +101,8 @@ def sample_scenes(seed, index, kinds=(0.5, 0.25, 0.25), shapes=None, counts=None
     y = anchor[:, 1:].expand(B, K).clone()
     count = torch.ones(B, dtype=torch.long, device=dev)
     # group: 2-3 identical small/medium objects in distinct cells of a 3x3 grid
-    group_count = 2 + (u[:, 1] > 0.5).long() if counts is None else torch.as_tensor(counts, device=dev).expand(B)
+    group_count = (2 + (u[:, 1] > 0.5).long() if counts is None
+                   else torch.as_tensor(counts, device=dev).expand(B))
     cells = uniform(seed, index, 7, 9).argsort(1)[:, :K]
     gx, gy = (cells % 3).float() / 3 + 1 / 6, (cells // 3).float() / 3 + 1 / 6
     is_group = kind == 1
@@ -115,7 +117,8 @@ def sample_scenes(seed, index, kinds=(0.5, 0.25, 0.25), shapes=None, counts=None
     # object 0 takes the first place (left or top); the grammar randomises which is named first
     along = torch.tensor([0.27, 0.73, 0.27], device=dev).expand(B, K)
     across = torch.full((B, K), 0.5, device=dev)
-    rx, ry = torch.where(vertical[:, None] == 1, across, along), torch.where(vertical[:, None] == 1, along, across)
+    rx, ry = (torch.where(vertical[:, None] == 1, across, along),
+              torch.where(vertical[:, None] == 1, along, across))
     x, y = torch.where(is_rel[:, None], rx, x), torch.where(is_rel[:, None], ry, y)
     count = torch.where(is_rel, torch.full_like(count, 2), count)
     same = (shape[:, 1] == shape[:, 0]) & (colour[:, 1] == colour[:, 0])

@@ -31,7 +31,8 @@ class ShapeCaps:
         _check("wrong_attribute_rate", wrong_attribute_rate, 0.0, 1.0)
         _check("swap_rate", swap_rate, 0.0, 1.0)
         if len(kinds) != 3 or abs(sum(kinds) - 1) > 1e-6 or min(kinds) < 0:
-            raise ValueError(f"ShapeCaps: kinds={kinds!r} must be 3 probabilities (single, group, relation) summing to 1")
+            raise ValueError(f"ShapeCaps: kinds={kinds!r} must be 3 probabilities (single, group, relation) "
+                             f"summing to 1")
         self.n, self.seed, self.image_size, self.kinds = n, seed, image_size, kinds
         self.wrong_attribute_rate, self.swap_rate = wrong_attribute_rate, swap_rate
         self.device = torch.device(device)
@@ -123,12 +124,14 @@ _PLURALS = [pairs[0][1] for pairs in NOUNS.values()]
 TASKS = {  # name: (class names, templates); templates use only words the captions use
     "shape": (GEOMETRIC, ["a {}", "there is a {}", "a picture of a {}", "a photo of a {}",
                           "a {} on a grey background", "an image of a {}"]),
-    "colour": (COLOUR_NAMES, [f"a {{}} {s}" for s in GEOMETRIC] + ["a {} digit", "a picture of something {}"]),
+    "colour": (COLOUR_NAMES, [f"a {{}} {s}" for s in GEOMETRIC]
+               + ["a {} digit", "a picture of something {}"]),
     "size": (SIZES, [f"a {{}} {s}" for s in GEOMETRIC]),
     "position": (["on the left", "on the right", "at the top", "at the bottom", "in the middle"],
                  [f"a {s} {{}}" for s in GEOMETRIC]),  # same order as scenes.POSITIONS
     "count": (COUNTS, [f"{{}} {p}" for p in _PLURALS] + [f"there are {{}} {p}" for p in _PLURALS[:4]]),
-    "digit": (DIGITS, ["the digit {}", "the number {}", "a {}", "a picture of the digit {}", "a photo of a {}"]),
+    "digit": (DIGITS, ["the digit {}", "the number {}", "a {}", "a picture of the digit {}",
+                       "a photo of a {}"]),
     # images show only held-out shape x colour pairs; the classes are all 64 pairs
     "composition": ([f"{c} {s}" for s in GEOMETRIC for c in COLOUR_NAMES],
                     ["a {}", "there is a {}", "a picture of a {}", "a photo of a {}"]),

@@ -35,9 +35,12 @@ class Augmentation:
 
 AUGMENTATIONS = {
     "moco": Augmentation(),
-    "clip": Augmentation(crop_scale=(0.5, 1.0), jitter=(0, 0, 0, 0), p_jitter=0, p_gray=0, p_blur=0, flip="none"),
-    "safe": Augmentation(crop_scale=(0.6, 1.0), jitter=(0.4, 0.4, 0.2, 0.0), p_gray=0.0, flip="none", keep_objects=True),
-    "none": Augmentation(crop_scale=(1.0, 1.0), jitter=(0, 0, 0, 0), p_jitter=0, p_gray=0, p_blur=0, flip="none"),
+    "clip": Augmentation(crop_scale=(0.5, 1.0), jitter=(0, 0, 0, 0), p_jitter=0, p_gray=0, p_blur=0,
+                         flip="none"),
+    "safe": Augmentation(crop_scale=(0.6, 1.0), jitter=(0.4, 0.4, 0.2, 0.0), p_gray=0.0, flip="none",
+                         keep_objects=True),
+    "none": Augmentation(crop_scale=(1.0, 1.0), jitter=(0, 0, 0, 0), p_jitter=0, p_gray=0, p_blur=0,
+                         flip="none"),
 }
 
 _LUMA = torch.tensor([0.299, 0.587, 0.114])
@@ -123,7 +126,8 @@ def augment(images, aug, generator=None, boxes=None, flipped=None):
     draws = Draws.of(generator, B, images.device)
     x0, y0, w, h = _crop_boxes(aug, boxes if aug.keep_objects else None, draws)
     if flipped is None:
-        flipped = draws.rand() < 0.5 if aug.flip != "none" else torch.zeros(B, dtype=torch.bool, device=images.device)
+        flipped = (draws.rand() < 0.5 if aug.flip != "none"
+                   else torch.zeros(B, dtype=torch.bool, device=images.device))
     sign = 1 - 2 * flipped.float()
     theta = torch.zeros(B, 2, 3, device=images.device)
     theta[:, 0, 0], theta[:, 0, 2] = w * sign, 2 * x0 + w - 1
@@ -153,6 +157,8 @@ def moco_v2_transform(image_size, crop_scale=(0.2, 1.0)):
         v2.RandomResizedCrop(image_size, scale=crop_scale, antialias=True),
         v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
         v2.RandomGrayscale(p=0.2),
-        v2.RandomApply([v2.GaussianBlur(2 * (image_size // 20) + 1, sigma=(0.1 * image_size / 224, 2.0 * image_size / 224 + 0.01))], p=0.5),
+        v2.RandomApply([v2.GaussianBlur(2 * (image_size // 20) + 1,
+                                        sigma=(0.1 * image_size / 224, 2.0 * image_size / 224 + 0.01))],
+                       p=0.5),
         v2.RandomHorizontalFlip(),
     ])

@@ -69,7 +69,8 @@ class CLIPModel(nn.Module):
         super().__init__()
         c = self.config = config or ModelConfig()
         if c.image == "resnet":
-            self.visual = ModifiedResNet(c.rn_layers, c.rn_width, c.rn_heads, c.embed_dim, c.image_size, c.stem_stride)
+            self.visual = ModifiedResNet(c.rn_layers, c.rn_width, c.rn_heads, c.embed_dim, c.image_size,
+                                         c.stem_stride)
         elif c.image == "vit":
             self.visual = VisionTransformer(c.image_size, c.vit_patch, c.vit_width, c.vit_layers, c.vit_heads,
                                             c.embed_dim, c.freeze_patch_embedding)
@@ -81,7 +82,8 @@ class CLIPModel(nn.Module):
 
     def encode_image(self, images):
         if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"encode_image: expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+            raise ValueError(f"encode_image: expected images of shape (B, 3, H, W), "
+                             f"got {tuple(images.shape)}")
         return self.visual(images)
 
     def encode_text(self, tokens, causal=None):

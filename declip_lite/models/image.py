@@ -66,7 +66,8 @@ class ModifiedResNet(nn.Module):
         stages, cin = [], width
         for i, n in enumerate(layers):
             w = width * 2**i
-            stages += [Bottleneck(cin, w, stride=1 if i == 0 else 2)] + [Bottleneck(w * 4, w) for _ in range(n - 1)]
+            stages += ([Bottleneck(cin, w, stride=1 if i == 0 else 2)]
+                       + [Bottleneck(w * 4, w) for _ in range(n - 1)])
             cin = w * 4
         self.stages = nn.Sequential(*stages)
         side = image_size // min(stem_stride, 4) // 2 ** (len(layers) - 1)
@@ -92,7 +93,8 @@ class VisionTransformer(nn.Module):
     def __init__(self, image_size, patch_size, width, layers, heads, embed_dim, freeze_patch_embedding=False):
         super().__init__()
         if image_size % patch_size:
-            raise ValueError(f"VisionTransformer: image_size={image_size} is not a multiple of patch_size={patch_size}")
+            raise ValueError(f"VisionTransformer: image_size={image_size} is not a multiple of "
+                             f"patch_size={patch_size}")
         self.patch_embedding = nn.Conv2d(3, width, patch_size, stride=patch_size, bias=False)
         self.patch_embedding.requires_grad_(not freeze_patch_embedding)
         n = (image_size // patch_size) ** 2

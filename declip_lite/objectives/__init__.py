@@ -16,7 +16,7 @@ from .simsiam import SimSiam, simsiam_loss
 from .slip import SLIP, nt_xent
 
 __all__ = [
-    "CLIP", "DeCLIP", "DeFILIP", "FILIP", "MLMHead", "NNQueue", "NNS", "Objective", "SLIP", "SimSiam", "WEIGHTS",
-    "contrastive_loss", "encode", "make_objective", "multi_view_loss", "nt_xent", "objective_class", "objective_names",
-    "one_way_loss", "register", "simsiam_loss", "token_wise_logits",
+    "CLIP", "DeCLIP", "DeFILIP", "FILIP", "MLMHead", "NNQueue", "NNS", "Objective", "SLIP", "SimSiam",
+    "WEIGHTS", "contrastive_loss", "encode", "make_objective", "multi_view_loss", "nt_xent",
+    "objective_class", "objective_names", "one_way_loss", "register", "simsiam_loss", "token_wise_logits",
 ]

@@ -82,5 +82,5 @@ def encode(model, batch, scale_cap=None):
     txt = {**model.encode_text(tokens), "valid": tokens != 0}  # valid: not padding
     return {"image": [{k: v[i * B:(i + 1) * B] for k, v in img.items()} for i in range(V)],
             "text": {n: {k: v[i * B:(i + 1) * B] for k, v in txt.items()} for i, n in enumerate(names)},
-            "scale": capped_scale(model.logit_scale, scale_cap), "ids": batch["ids"], "content": batch.get("content"),
-            "mlm_targets": batch.get("mlm_targets")}
+            "scale": capped_scale(model.logit_scale, scale_cap), "ids": batch["ids"],
+            "content": batch.get("content"), "mlm_targets": batch.get("mlm_targets")}

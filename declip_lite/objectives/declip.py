@@ -65,7 +65,8 @@ class DeCLIP(Objective):
         texts = [t, enc["text"]["eda"]["embed"]] if self.mvs or self.on("nns") else [t]
         terms = {}
         if self.on("clip"):
-            terms["clip"] = multi_view_loss(images, texts, scale) if self.mvs else contrastive_loss(images[0], t, scale)
+            terms["clip"] = (multi_view_loss(images, texts, scale) if self.mvs
+                             else contrastive_loss(images[0], t, scale))
         if self.nns is not None:
             terms.update(self.nns(images, texts, scale, enc.get("ids"), enc.get("content")))
         if self.simsiam is not None:
@@ -98,8 +99,8 @@ class DeFILIP(DeCLIP):
 
     @classmethod
     def build(cls, config, vocab_size, filip_weight=0.2, dense_dim=64, k=16, **declip_options):
-        return cls(config.embed_dim, config.text_width, vocab_size, image_width(config), filip_weight, dense_dim, k,
-                   **declip_options)
+        return cls(config.embed_dim, config.text_width, vocab_size, image_width(config), filip_weight,
+                   dense_dim, k, **declip_options)
 
     @classmethod
     def options(cls):

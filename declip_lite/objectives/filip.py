@@ -13,8 +13,8 @@ never what is averaged (as in the reference). Loss: CLIP's symmetric cross-entro
 **Declared deviation** (``mask_padding=True``): padding never counts. The reference averages
 over all 77 text positions, padding included, which drags every caption toward the pad
 embedding; ``mask_padding=False`` does as the reference, over the columns every training caption
-has (the training set's longest caption, see ``contract.encode``), not the full context. Like the reference's FILIP config, the
-caption FILIP sees is the MLM-masked one (``masked_caption=True``).
+has (the training set's longest caption, see ``contract.encode``), not the full context. Like the
+reference's FILIP config, the caption FILIP sees is the MLM-masked one (``masked_caption=True``).
 """
 import math
 
@@ -35,7 +35,8 @@ def select_tokens(x, y, valid, k):
     token_score = sim.sum(1).masked_fill(~valid, float("-inf"))
 
     def marked(like, top):  # out of place, with a tensor source: a grouped (vmapped) step batches it
-        return torch.zeros_like(like, dtype=torch.bool).scatter(1, top, torch.ones_like(top, dtype=torch.bool))
+        return torch.zeros_like(like, dtype=torch.bool).scatter(1, top,
+                                                                torch.ones_like(top, dtype=torch.bool))
 
     keep_x = marked(patch_score, patch_score.topk(min(k, x.shape[1]), 1).indices)
     keep_y = marked(valid, token_score.topk(min(k, y.shape[1]), 1).indices) & valid

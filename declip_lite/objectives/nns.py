@@ -71,7 +71,8 @@ class NNS(nn.Module):
         loss = sum(one_way_loss(i, nn_t.to(i.dtype), scale) for i in images for nn_t, _, _ in found)
         terms = {"nns": loss / (len(images) * len(texts)),
                  "nn_similarity": torch.stack([s.mean() for _, s, _ in found]).mean()}
-        rate = lambda table, mine: torch.stack([(table[w] == mine).float().mean() for _, _, w in found]).mean()  # noqa: E731
+        rate = lambda table, mine: torch.stack([(table[w] == mine).float().mean()  # noqa: E731
+                                                for _, _, w in found]).mean()
         if ids is not None:
             terms["nn_self_rate"] = rate(self.queue.ids, ids)
         if content is not None:

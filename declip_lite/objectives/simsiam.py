@@ -46,7 +46,8 @@ class SimSiam(nn.Module):
         super().__init__()
         self.projector = _mlp([embed_dim, proj_dim, proj_dim, proj_dim], last_bn=True)
         self.predictor = _mlp([proj_dim, pred_dim, proj_dim], last_bn=False)
-        self.stop_gradient, self.proj_dim = stop_gradient, proj_dim  # proj_dim: the width z_std is measured in
+        # proj_dim: the width z_std is measured in
+        self.stop_gradient, self.proj_dim = stop_gradient, proj_dim
 
     def forward(self, e1, e2):
         z1, z2 = self.projector(e1), self.projector(e2)

@@ -4,8 +4,8 @@
     L_SimCLR = NT-Xent: mean over the 2N anchors of CE(sim(a, .) / tau), positive = the other view,
                negatives = every other view in the (gathered) batch, tau = 0.1
 
-h is a 3-layer MLP (hidden 4096 -> out 256 in the reference; its last Linear has a bias) on the pre-projection image
-feature f. View 0 is the run's weak (CLIP) view; views 1 and 2 are strong SimCLR-style views
+h is a 3-layer MLP (hidden 4096 -> out 256 in the reference; its last Linear has a bias) on the pre-projection
+image feature f. View 0 is the run's weak (CLIP) view; views 1 and 2 are strong SimCLR-style views
 ("moco": crop 0.2-1, colour jitter, grey, blur, flip). They never meet a caption, so the
 augmentations that falsify ShapeCaps captions are harmless here.
 """
@@ -31,7 +31,8 @@ def nt_xent(a, b, temperature=0.1):
     rows = torch.arange(n, device=a.device)
     own = torch.cat([rows + rank * n, rows + (size + rank) * n])
     partner = torch.cat([own[n:], own[:n]])
-    anchor = own[:, None] == torch.arange(len(keys), device=a.device)  # a mask, no indexed write, no host check
+    # a mask, no indexed write, no host check
+    anchor = own[:, None] == torch.arange(len(keys), device=a.device)
     return F.cross_entropy(logits.masked_fill(anchor, float("-inf")), partner)  # never the anchor itself
 
 

@@ -31,10 +31,12 @@ def analyse(run):
         train = make_task(t, p.eval_n, run.seed + PROBE_SEED_OFFSET, p.image_size, dev)
         return linear_probe(image_features(model, train.images), train.labels, emb[t], task.labels)["top1"]
 
-    out = {"single_prompt": _with_mean({t: zero_shot(model, tok, task, task.templates[:1], image_emb=emb[t])["top1"]
+    out = {"single_prompt": _with_mean({t: zero_shot(model, tok, task, task.templates[:1],
+                                                     image_emb=emb[t])["top1"]
                                         for t, task in run.tasks.items()}),
            "linear_probe": _with_mean({t: probe(t, task) for t, task in run.tasks.items()}),
-           "transfer": {"sklearn_digits": zero_shot(model, tok, sklearn_digits(p.image_size, dev, p.eval_n))["top1"]}}
+           "transfer": {"sklearn_digits": zero_shot(model, tok,
+                                                    sklearn_digits(p.image_size, dev, p.eval_n))["top1"]}}
     head = run.objective.zero_shot_head
     if head is not None:
         out["zero_shot_filip"] = _with_mean({t: zero_shot(model, tok, task, filip=head)["top1"]
@@ -50,9 +52,11 @@ def result(run):
     scorer = run.objective.zero_shot_scorer
     own = scores["zero_shot_filip"] if scorer == "token-wise" else scores["zero_shot"]
     return Record.from_json(json.loads(json.dumps({  # plain JSON values, as a record read back from its file
-        "name": run.name, "method": run.method, "seed": run.seed, "preset": asdict(run.preset), "options": run.options,
-        "hardware": hardware(run.trainer.device), "commit": commit(), "torch": torch.__version__, "train_seconds": run.trainer.train_seconds,
+        "name": run.name, "method": run.method, "seed": run.seed, "preset": asdict(run.preset),
+        "options": run.options, "hardware": hardware(run.trainer.device), "commit": commit(),
+        "torch": torch.__version__, "train_seconds": run.trainer.train_seconds,
         "pairs_seen": run.trainer.step * run.preset.batch_size,
-        "threads": torch.get_num_threads(), "group_size": run.group_size, "recoveries": run.trainer.recoveries,
+        "threads": torch.get_num_threads(), "group_size": run.group_size,
+        "recoveries": run.trainer.recoveries,
         "filter_report": run.filter_report, "scorer": scorer, **scores, "zero_shot_own": own,
         "evals": run.trainer.evals})))

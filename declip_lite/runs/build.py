@@ -53,7 +53,8 @@ def run_label(run):
 
 
 def make_trainer(dataset, tokenizer, method="clip", preset="smoke", tasks=None, seed=0, device=None,
-                 augmentation="clip", model_overrides=None, objective_options=None, eda=None, train_overrides=None):
+                 augmentation="clip", model_overrides=None, objective_options=None, eda=None,
+                 train_overrides=None):
     """Model, objective, batches and Trainer for ``method`` on any captioned dataset (ShapeCaps,
     a filtered subset, :class:`CaptionedImages`), evaluated on the zero-shot ``tasks`` if given.
     ``seed`` seeds the initial weights (and every RNG, as ``build`` does), whatever was drawn before.
@@ -61,12 +62,15 @@ def make_trainer(dataset, tokenizer, method="clip", preset="smoke", tasks=None, 
     seed_everything(seed)
     preset = _preset(preset, {})
     config = model_config(preset.model, vocab_size=tokenizer.vocab_size, image_size=preset.image_size,
-                          context_length=tokenizer.context_length, eot_id=tokenizer.eot_id, **(model_overrides or {}))
+                          context_length=tokenizer.context_length, eot_id=tokenizer.eot_id,
+                          **(model_overrides or {}))
     objective = make_objective(method, config, tokenizer.vocab_size, **(objective_options or {}))
     batches = PairBatches.for_objective(dataset, tokenizer, min(preset.batch_size, len(dataset)), objective,
                                         augmentation, seed=seed, device=device, eda=eda)
-    train_config = TrainConfig(steps=preset.steps, lr=preset.lr, warmup=preset.warmup, eval_every=preset.eval_every,
-                               **sections({f"train.{k}": v for k, v in (train_overrides or {}).items()})["train"])
+    train_config = TrainConfig(steps=preset.steps, lr=preset.lr, warmup=preset.warmup,
+                               eval_every=preset.eval_every,
+                               **sections({f"train.{k}": v
+                                           for k, v in (train_overrides or {}).items()})["train"])
     evaluator = (lambda m: evaluate_tasks(m, tokenizer, tasks)) if tasks else None
     return Trainer(CLIPModel(config), objective, batches, train_config, evaluator=evaluator, device=device)
 
@@ -88,12 +92,14 @@ def build(method="clip", preset="smoke", seed=0, device=None, scorer=None, **opt
     report = None
     if config.scorer is not None:
         if scorer is None or scorer.name != config.scorer.name:
-            raise ValueError(f"build: the filtered run {config.name} needs its trained scorer run {config.scorer.name}")
+            raise ValueError(f"build: the filtered run {config.name} needs its trained scorer run "
+                             f"{config.scorer.name}")
         keep, report = keep_matched(scorer.model, tokenizer, dataset, config.filter_quantile)
         dataset = dataset.subset(keep)
     tasks = make_tasks(n=preset.eval_n, seed=config.seed, image_size=preset.image_size, device=device)
-    trainer = make_trainer(dataset, tokenizer, config.method, preset, tasks, config.seed, device, config.augmentation,
-                           dict(config.model), dict(config.objective), train_overrides=dict(config.train))
+    trainer = make_trainer(dataset, tokenizer, config.method, preset, tasks, config.seed, device,
+                           config.augmentation, dict(config.model), dict(config.objective),
+                           train_overrides=dict(config.train))
     return Run(config, tokenizer, dataset, tasks, trainer, filter_report=report, started=started)
 
 
@@ -102,7 +108,8 @@ def commit():
     (what a copy of the tree sent to another machine says it is), else "unknown"."""
     here = os.path.dirname(os.path.abspath(__file__))
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True)
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                             check=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):

@@ -70,7 +70,8 @@ def _fit(run, runs_dir, progress):
         run.record = result(run)
         if is_main():
             run.trainer.save_history(path + ".history.json")
-            for name, metrics in run.task_metrics.items():  # one JSON per (run, task), with the confusion matrix
+            # one JSON per (run, task), with the confusion matrix
+            for name, metrics in run.task_metrics.items():
                 save_json(metrics, os.path.join(path + ".zero_shot", f"{name}.json"))
             run.record = _timed(run.record, run)
             save_json(run.record.to_json(), path + ".json")

@@ -99,21 +99,27 @@ def run_command(argv):
     parser.add_argument("--import", dest="imports", nargs="*", default=[], metavar="MODULE",
                         help="modules that register objectives of your own (declip_lite.register)")
     parser.add_argument("names", nargs="+", choices=objective_names() + sorted(grids.GRIDS),
-                        help="methods (with --preset/--seeds/--set) or whole grids (with --preset as their scale)")
+                        help="methods (with --preset/--seeds/--set) or whole grids (with --preset as their "
+                             "scale)")
     parser.add_argument("--preset", default="smoke", choices=sorted(PRESETS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--set", nargs="*", default=[], metavar="[SECTION.]FIELD=VALUE",
-                        help="pairs=5000 (preset), train.grad_clip=0.5, model.text_layers=1, objective.exclude_self=true")
-    parser.add_argument("--objective", nargs="*", default=[], metavar="OPTION=VALUE", help="e.g. exclude_self=true")
+                        help="pairs=5000 (preset), train.grad_clip=0.5, model.text_layers=1, "
+                             "objective.exclude_self=true")
+    parser.add_argument("--objective", nargs="*", default=[], metavar="OPTION=VALUE",
+                        help="e.g. exclude_self=true")
     parser.add_argument("--augmentation", default=None)
-    parser.add_argument("--methods", nargs="+", default=None, help="the methods a grid compares (default: its own)")
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help="the methods a grid compares (default: its own)")
     parser.add_argument("--jobs", type=int, default=1, help="parallel training processes")
     parser.add_argument("--group", default="auto", choices=MODES,
                         help="runs of one step signature as one vmapped step (auto: on CUDA only)")
     parser.add_argument("--runs-dir", default="data/runs")
     parser.add_argument("--device", default=None)
-    parser.add_argument("--summary", default=None, help="write the mean/std table and run records here (JSON)")
-    parser.add_argument("--csv", default=None, help="train the (one) method on this CSV of image files instead")
+    parser.add_argument("--summary", default=None,
+                        help="write the mean/std table and run records here (JSON)")
+    parser.add_argument("--csv", default=None,
+                        help="train the (one) method on this CSV of image files instead")
     parser.add_argument("--csv-keys", nargs=2, default=["filepath", "title"], metavar=("IMAGE", "CAPTION"))
     args = parser.parse_args(argv)
     device = args.device or init_from_env()  # joins the process group under torchrun

@@ -29,23 +29,27 @@ PRESETS = {
 }
 
 
-SMALL_DATA = dict(pairs=2000, steps=1200)  # notebooks 02-06 in full mode: 77 epochs of few pairs, where DeCLIP helps
+# notebooks 02-06 in full mode: 77 epochs of few pairs, where DeCLIP helps
+SMALL_DATA = dict(pairs=2000, steps=1200)
 
 
 SCORER_SEED = 1000  # the filter's scorer trains on this draw of the data, never on the filtered one
 
 
-RUN_VERSION = 2  # bumped when the same settings train other weights (2: objectives follow the reference, 2026-12)
+# bumped when the same settings train other weights (2: objectives follow the reference, 2026-12)
+RUN_VERSION = 2
 
 
 def run_name(method, preset, seed, **options):
-    """``method-sSEED-hash``: the hash of every setting, so two runs share a name only if they share weights."""
-    key = json.dumps({"method": method, "preset": asdict(preset), "seed": seed, "version": RUN_VERSION, **options},
-                     sort_keys=True, default=str)
+    """``method-sSEED-hash``: the hash of every setting, so two runs share a name only if they share
+    weights."""
+    key = json.dumps({"method": method, "preset": asdict(preset), "seed": seed, "version": RUN_VERSION,
+                      **options}, sort_keys=True, default=str)
     return f"{method}-s{seed}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
 
-SECTIONS = {"preset": Preset, "train": TrainConfig, "model": ModelConfig}  # and "objective": the method's options
+SECTIONS = {"preset": Preset, "train": TrainConfig,
+            "model": ModelConfig}  # and "objective": the method's options
 
 
 def section_fields(section, method="clip"):
@@ -73,7 +77,8 @@ def _check_type(where, key, value, kind):
         return tuple(value)
     if kind is float and number:
         return float(value)
-    if (kind is int and number and isinstance(value, int)) or (kind not in (int, float) and isinstance(value, kind)):
+    if ((kind is int and number and isinstance(value, int))
+            or (kind not in (int, float) and isinstance(value, kind))):
         return value
     raise SettingError(f"{where}{key}={value!r}: {key} must be {kind.__name__}")
 
@@ -128,12 +133,15 @@ class RunConfig:
     filter_quantile: float = None    # keep the pairs a CLIP scorer finds matched (``filtering``)
 
     @classmethod
-    def of(cls, method="clip", preset="smoke", seed=0, augmentation=None, noise=(0.0, 0.0), model_overrides=None,
-           objective_options=None, filter_quantile=None, train_overrides=None, **preset_overrides):
+    def of(cls, method="clip", preset="smoke", seed=0, augmentation=None, noise=(0.0, 0.0),
+           model_overrides=None, objective_options=None, filter_quantile=None, train_overrides=None,
+           **preset_overrides):
         """The configuration of ``train``'s arguments; a misplaced or mistyped one is a ``SettingError``."""
-        routed = sections({**preset_overrides, **{f"{section}.{k}": v for section, given in
-                                                  (("model", model_overrides), ("objective", objective_options),
-                                                   ("train", train_overrides)) for k, v in (given or {}).items()}},
+        routed = sections({**preset_overrides,
+                           **{f"{section}.{k}": v for section, given in (("model", model_overrides),
+                                                                         ("objective", objective_options),
+                                                                         ("train", train_overrides))
+                              for k, v in (given or {}).items()}},
                           method)
         return cls(method, _preset(preset, routed["preset"], method), seed, augmentation or "clip",
                    tuple(float(x) for x in noise), _items(routed["model"]), _items(routed["objective"]),
@@ -153,7 +161,8 @@ class RunConfig:
                        objective=dict(self.objective) or None)
         if self.scorer is not None:
             options["filter"] = dict(quantile=self.filter_quantile, scorer=self.scorer.name)
-        if self.train:  # TrainConfig fields (grad_clip, weight_decay, sync_batchnorm, ...); absent: the defaults
+        # TrainConfig fields (grad_clip, weight_decay, sync_batchnorm, ...); absent: the defaults
+        if self.train:
             options["train"] = dict(self.train)
         return options
 

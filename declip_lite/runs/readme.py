@@ -44,15 +44,18 @@ def results_block(folder):
     ladder = [rows.one(method=m) for m in grids.LADDER if rows.where(method=m)]
     clip = rows.one(method="clip")
     lines = [f"{summary['hardware']}, torch {summary['torch']}, commit `{summary['commit'][:10]}`: "
-             f"`{summary['command']}`; {finished(summary, records)}, {summary['jobs']} at a time. {scale.small:,} pairs × "
-             f"{scale.overrides['steps']:,} steps of {scale.overrides['batch_size']}.", "",
-             "| method | seeds | mean zero-shot | " + " | ".join(TASK_COLUMNS) + " | minus CLIP, 95 % interval | verdict |",
+             f"`{summary['command']}`; {finished(summary, records)}, {summary['jobs']} at a time. "
+             f"{scale.small:,} pairs × {scale.overrides['steps']:,} steps of "
+             f"{scale.overrides['batch_size']}.", "",
+             "| method | seeds | mean zero-shot | " + " | ".join(TASK_COLUMNS)
+             + " | minus CLIP, 95 % interval | verdict |",
              "|---|---:|---:|" + "---:|" * len(TASK_COLUMNS) + "---|---|"]
     for r in ladder:
         c = report.compare(clip, r) if r is not clip else None
         interval = f"{c.difference:+.3f} [{c.low:+.3f}, {c.high:+.3f}] ({c.kind})" if c else ""
         lines.append(f"| {r.method} | {len(r.seeds)} | {r['mean'][0]:.3f} ± {r['mean'][1]:.3f} | "
-                     + " | ".join(f"{r[t][0]:.3f}" for t in TASK_COLUMNS) + f" | {interval} | {c.verdict if c else ''} |")
+                     + " | ".join(f"{r[t][0]:.3f}" for t in TASK_COLUMNS)
+                     + f" | {interval} | {c.verdict if c else ''} |")
     return "\n".join(lines) + "\n"
 
 
@@ -61,27 +64,29 @@ def bench_block(path):
     with open(path) as f:
         b = json.load(f)
     fast = b.get("fast_path", "eager")
-    lines = [f"{b['hardware']}, torch {b['torch']}, commit `{b['commit'][:10]}`: `{b['command']}`; every step "
-             f"timed in turn, {b['rounds']} rounds of {b['steps_per_round']} steps; median (range over rounds).", "",
+    lines = [f"{b['hardware']}, torch {b['torch']}, commit `{b['commit'][:10]}`: `{b['command']}`; "
+             f"every step timed in turn, {b['rounds']} rounds of {b['steps_per_round']} steps; "
+             f"median (range over rounds).", "",
              "| | |", "|---|---:|",
              "| ShapeCaps images/s, 32 / 64 / 128 px | " + " / ".join(f"{b[f'images_per_s_{s}px']:,.0f}"
                                                             for s in (32, 64, 128)) + " |",
              f"| CLIP training pairs/s (rn-tiny, batch {b['batch_size']}, {fast}) | "
              f"{b['clip_pairs_per_s']:,.0f} |",
              f"| DeCLIP training pairs/s ({fast}) | {b['declip_pairs_per_s']:,.0f} |",
-             f"| DeCLIP / CLIP step time ({fast}) | {b['declip_over_clip']:.2f}× ({b['declip_over_clip_range'][0]:.2f}–"
-             f"{b['declip_over_clip_range'][1]:.2f}) |"]
+             f"| DeCLIP / CLIP step time ({fast}) | {b['declip_over_clip']:.2f}× "
+             f"({b['declip_over_clip_range'][0]:.2f}–{b['declip_over_clip_range'][1]:.2f}) |"]
     if "ours_over_open_clip_pairs_per_s" in b:
         r = b["ours_over_open_clip_pairs_per_s_range"]
-        lines.append(f"| our CLIP pairs/s over open_clip's (vit-tiny, CLIP + ClipLoss + AdamW; ours {fast}) | "
-                     f"{b['ours_over_open_clip_pairs_per_s']:.2f}× ({r[0]:.2f}–{r[1]:.2f}) |")
+        lines.append(f"| our CLIP pairs/s over open_clip's (vit-tiny, CLIP + ClipLoss + AdamW; "
+                     f"ours {fast}) | {b['ours_over_open_clip_pairs_per_s']:.2f}× ({r[0]:.2f}–{r[1]:.2f}) |")
     if "analysis_s" in b:
-        lines.append(f"| one finished run's evaluation and analysis ({b['analysis_eval_n']:,} images a task) | "
-                     f"{b['analysis_s']:.2f} s |")
+        lines.append(f"| one finished run's evaluation and analysis ({b['analysis_eval_n']:,} images "
+                     f"a task) | {b['analysis_s']:.2f} s |")
     if "methods" in b:
         graph = fast == "graph"
-        lines += ["", "| step | eager ms | eager operators | " + ("graph ms | graph operators | " if graph else "")
-                  + "operators outside the graph |", "|---|---:|---:|" + ("---:|---:|" if graph else "") + "---:|"]
+        lines += ["", "| step | eager ms | eager operators | "
+                  + ("graph ms | graph operators | " if graph else "") + "operators outside the graph |",
+                  "|---|---:|---:|" + ("---:|---:|" if graph else "") + "---:|"]
         for m, r in b["methods"].items():
             if "eager_ops" not in r:
                 continue
@@ -99,13 +104,14 @@ def group_lines(b):
     if "group_ops" not in b:
         return []
     sizes = sorted({int(k) for per in b["group_ops"].values() for k in per})
-    lines = ["", "Group step (K runs of one step signature as one vmapped step): non-view operators, update + "
-             "batch = per run-step.", "", "| method | " + " | ".join(f"K = {k}" for k in sizes) + " |",
-             "|---|" + "---:|" * len(sizes)]
+    lines = ["", "Group step (K runs of one step signature as one vmapped step): non-view operators, "
+             "update + batch = per run-step.", "",
+             "| method | " + " | ".join(f"K = {k}" for k in sizes) + " |", "|---|" + "---:|" * len(sizes)]
     for m, per in b["group_ops"].items():
         cell = lambda r: f"{r['update']:,} + {r['batch']:,} = {r['per_run_step']:.1f}" if r else ""  # noqa: E731
         lines.append(f"| {m} | " + " | ".join(cell(per.get(str(k), per.get(k))) for k in sizes) + " |")
-    times = [f"{m} K = {k}: {r['ms_per_run_step']:.1f} ms" + (f", {r['peak_mib']:,.0f} MiB" if r["peak_mib"] else "")
+    times = [f"{m} K = {k}: {r['ms_per_run_step']:.1f} ms"
+             + (f", {r['peak_mib']:,.0f} MiB" if r["peak_mib"] else "")
              for m, per in b.get("group_step", {}).items() for k, r in per.items()]
     return lines + (["", "Time per run-step: " + "; ".join(times) + "."] if times else [])
 
@@ -134,4 +140,5 @@ def update(readme="README.md", root="."):
     with open(readme) as f:
         text = f.read()
     make = {"results": results_block, "bench": bench_block, "drift": drift_block}
-    return BLOCK.sub(lambda m: m.group(1) + make[m.group(2)](os.path.join(root, m.group(3))) + m.group(5), text)
+    return BLOCK.sub(lambda m: m.group(1) + make[m.group(2)](os.path.join(root, m.group(3))) + m.group(5),
+                     text)

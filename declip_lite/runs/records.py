@@ -20,8 +20,8 @@ PRESET = {"pairs": POSITIVE, "steps": COUNT, "batch_size": POSITIVE, "warmup": C
 RECORD = {"name": TEXT, "method": TEXT, "seed": COUNT, "preset": PRESET, "options": OBJECT,
           "zero_shot": MapOf(SCORE), **{s: Optional(MapOf(SCORE)) for s in SCORES[1:]},
           "train_seconds": Optional(SECONDS), "total_seconds": Optional(SECONDS),
-          "threads": Optional(POSITIVE), "group_size": Optional(POSITIVE), "recoveries": Optional([RECOVERY]), "evals": Optional([EVAL]),
-          "history": Optional([ROW])}
+          "threads": Optional(POSITIVE), "group_size": Optional(POSITIVE),
+          "recoveries": Optional([RECOVERY]), "evals": Optional([EVAL]), "history": Optional([ROW])}
 
 
 def _plain(value):
@@ -42,7 +42,8 @@ class Rows(tuple):
             unknown = [k for k in match if not hasattr(self[0], k)]
             if unknown:
                 raise KeyError(f"where: no field {unknown}; query by {sorted(QUERY_FIELDS)}")
-        return type(self)(r for r in self if all(_plain(getattr(r, k)) == _plain(v) for k, v in match.items()))
+        return type(self)(r for r in self
+                          if all(_plain(getattr(r, k)) == _plain(v) for k, v in match.items()))
 
     def one(self, **match):
         """The single row that matches; a ``LookupError`` saying how many did otherwise."""
@@ -118,7 +119,8 @@ class Summary(_Setting):
 
     def __getitem__(self, task):
         if task not in self.values:
-            raise KeyError(f"no score {task!r}; scores are {sorted(self.values)} (settings are attributes: row.method)")
+            raise KeyError(f"no score {task!r}; scores are {sorted(self.values)} "
+                           f"(settings are attributes: row.method)")
         v = self.values[task]
         mean = sum(v) / len(v)
         std = math.sqrt(sum((x - mean) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0
@@ -165,8 +167,8 @@ class Records(Rows):
         for group in groups.values():
             first = group[0]
             values = {k: tuple(getattr(r, field)[k] for r in group) for k in getattr(first, field)}
-            rows.append(Summary(first.method, first.preset, first.options, tuple(r.seed for r in group), values,
-                                tuple(len(r.recoveries or ()) for r in group)))
+            rows.append(Summary(first.method, first.preset, first.options, tuple(r.seed for r in group),
+                                values, tuple(len(r.recoveries or ()) for r in group)))
         return Summaries(rows)
 
 

@@ -36,8 +36,10 @@ def plan(scale):
     """The run configurations of ``scale``, each once: notebook 07's grids (the headline first),
     notebook 08's, the runs whose models the notebooks use (01-06's own runs among them), then
     notebook 01's batch-size and temperature runs."""
-    configs = [c for name in grids.NOTEBOOK_GRIDS["07"] + grids.NOTEBOOK_GRIDS["08"] for c in grids.grid(name, scale)]
-    return list(dict.fromkeys(configs + grids.model_runs(scale) + list(grids.batch_temperature(scale).values())))
+    configs = [c for name in grids.NOTEBOOK_GRIDS["07"] + grids.NOTEBOOK_GRIDS["08"]
+               for c in grids.grid(name, scale)]
+    return list(dict.fromkeys(configs + grids.model_runs(scale)
+                              + list(grids.batch_temperature(scale).values())))
 
 
 def thinned(history, points=HISTORY_POINTS):
@@ -52,8 +54,9 @@ def export_weights(checkpoint, path):
     """The model's and the objective's weights of a training checkpoint, in bf16 (a quarter of it)."""
     state = load_torch(checkpoint, "delete it to retrain the run", schema=CHECKPOINT)
     compact = lambda d: {k: v.bfloat16() if v.is_floating_point() else v for k, v in d.items()}  # noqa: E731
-    weights = {"model": compact(state["model"]), "objective": compact(state["objective"]), "step": state["step"],
-               "model_config": state["model_config"], "tokenizer": state["tokenizer"]}
+    weights = {"model": compact(state["model"]), "objective": compact(state["objective"]),
+               "step": state["step"], "model_config": state["model_config"],
+               "tokenizer": state["tokenizer"]}
     write_durably(path, lambda f: torch.save(weights, f))
 
 
@@ -81,8 +84,8 @@ def recovered(record):
     return "" if n == 0 else f"  {'! ' if n > 1 else ''}{n} recover{'ies' if n > 1 else 'y'}"
 
 
-def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device=None, command=None, budget=None,
-              group="auto"):
+def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device=None, command=None,
+              budget=None, group="auto"):
     """Train (or load) every run of ``scale``; write ``out/<scale>/``; return the Records.
     ``command``: how it was called, for the summary. ``budget``: seconds after which no run starts
     (the summary then says how many of the plan finished; rerun to train the rest); 0 starts none.
@@ -100,7 +103,8 @@ def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device
         data = record.to_json()
         history_path = os.path.join(runs_dir, config.name + ".history.json")
         if os.path.exists(history_path):
-            fix = f"delete it and {config.name}.json beside it: the next call rebuilds both from the checkpoint"
+            fix = (f"delete it and {config.name}.json beside it: the next call rebuilds both from the "
+                   f"checkpoint")
             data["history"] = thinned(read_json(history_path, fix, HISTORY)["history"])
         save_json(data, os.path.join(where, "records", config.name + ".json"))
         seconds = f"{record.train_seconds or 0:5.1f}/{record.total_seconds or 0:5.1f} s"
@@ -114,7 +118,8 @@ def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device
     names = {r.name for r in records}
     for config in grids.model_runs(scale):
         if config.name in names:
-            export_weights(os.path.join(runs_dir, config.name + ".pt"), os.path.join(where, "weights", config.name + ".pt"))
+            export_weights(os.path.join(runs_dir, config.name + ".pt"),
+                           os.path.join(where, "weights", config.name + ".pt"))
     comparisons = headline(records, scale)
     for method, c in comparisons.items():
         print(f"{method} - clip: {c}")

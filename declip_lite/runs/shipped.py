@@ -107,13 +107,14 @@ def records(configs, folder, runs_dir, device=None, jobs=1):
     return Records(trained.get(c) or Record.from_json(_shipped_json(c, folder)) for c in configs)
 
 
-def train(method="clip", preset="smoke", seed=0, runs_dir="data/runs", device=None, shipped_from=None, live_steps=0,
-          **options):
+def train(method="clip", preset="smoke", seed=0, runs_dir="data/runs", device=None, shipped_from=None,
+          live_steps=0, **options):
     """``experiments.train``; or, with ``shipped_from`` (a :func:`source` folder), the shipped run
     of the same configuration, as :func:`fit` gives it."""
     if shipped_from is None:
         return cache.train(method, preset, seed, runs_dir, device=device, **options)
-    return fit(build(run_config(method, preset, seed, **options), device=device), runs_dir, shipped_from, live_steps)
+    return fit(build(run_config(method, preset, seed, **options), device=device), runs_dir, shipped_from,
+               live_steps)
 
 
 def fit(run, runs_dir="data/runs", shipped_from=None, live_steps=0):

@@ -18,13 +18,13 @@ def mask_tokens(tokens, tokenizer, p=0.15, generator=None):
     """BERT masking: select each word with prob ``p`` (never PAD/SOT/EOT/MASK); of the selected,
     80 % -> MASK, 10 % -> a random word, 10 % unchanged. Returns (masked tokens, targets), with
     targets = IGNORE at unselected positions. ``generator``: a torch.Generator, or K runs' :class:`Draws`."""
-    draws, (B, L) = Draws.of(generator, len(tokens), tokens.device), tokens.shape
+    draws, (_, L) = Draws.of(generator, len(tokens), tokens.device), tokens.shape
     rand = lambda shape, g: torch.rand(shape, generator=g, device=tokens.device)  # noqa: E731
     selected = (draws.per_token(rand, L, 1.0) < p) & content_positions(tokens, tokenizer)
     roll = draws.per_token(rand, L, 1.0)
     n_special = len(tokenizer.special_ids)
-    random_words = draws.per_token(lambda shape, g: torch.randint(n_special, tokenizer.vocab_size, shape, generator=g,
-                                                                  device=tokens.device), L, 0)
+    random_words = draws.per_token(lambda shape, g: torch.randint(n_special, tokenizer.vocab_size, shape,
+                                                                  generator=g, device=tokens.device), L, 0)
     masked = torch.where(selected & (roll < 0.8), tokenizer.mask_id, tokens)
     masked = torch.where(selected & (roll >= 0.8) & (roll < 0.9), random_words, masked)
     return masked, torch.where(selected, tokens, IGNORE)
@@ -58,8 +58,8 @@ class TokenEDA:
     def _tables_on(self, dev):
         """The lookup tables on ``dev``, moved there once (not on every call)."""
         if self.synonyms.device != dev:
-            self.synonyms, self.n_synonyms, self.swappable = (t.to(dev) for t in
-                                                              (self.synonyms, self.n_synonyms, self.swappable))
+            self.synonyms, self.n_synonyms, self.swappable = (
+                t.to(dev) for t in (self.synonyms, self.n_synonyms, self.swappable))
 
     def __call__(self, tokens, generator=None):
         """One EDA edit of each caption. ``generator``: a torch.Generator, or K runs' :class:`Draws`."""
@@ -105,7 +105,8 @@ def wordnet_synonym_groups(tokenizer):
                            "corpora/wordnet and point NLTK_DATA at it). Without them, EDA on real captions "
                            "still deletes and swaps words; pass synonym_groups=() to TokenEDA.") from e
     suffix = "</w>" if any(w.endswith("</w>") for w in tokenizer.words) else ""
-    whole = {w[: len(w) - len(suffix)] for w in tokenizer.words[len(tokenizer.special_ids):] if w.endswith(suffix)}
+    whole = {w[: len(w) - len(suffix)] for w in tokenizer.words[len(tokenizer.special_ids):]
+             if w.endswith(suffix)}
     groups = []
     for word in sorted(whole):
         synonyms = {lemma.name().lower() for s in wordnet.synsets(word) for lemma in s.lemmas()} & whole

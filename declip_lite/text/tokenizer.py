@@ -17,7 +17,8 @@ class WordTokenizer:
 
     def __init__(self, words, context_length=32):
         if context_length < 3:
-            raise ValueError(f"WordTokenizer: context_length={context_length} leaves no room between SOT and EOT")
+            raise ValueError(f"WordTokenizer: context_length={context_length} leaves no room between SOT "
+                             f"and EOT")
         self.words = list(SPECIALS) + [w for w in dict.fromkeys(words) if w not in SPECIALS]
         self.ids = {w: i for i, w in enumerate(self.words)}
         self.context_length = context_length
@@ -95,7 +96,8 @@ class BPETokenizer(WordTokenizer):
         bpe = Tokenizer(models.BPE(unk_token="<unk>", end_of_word_suffix="</w>"))
         bpe.normalizer = normalizers.Lowercase()
         bpe.pre_tokenizer = pre_tokenizers.Whitespace()
-        bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS),
+        bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size,
+                                                           special_tokens=list(SPECIALS),
                                                            end_of_word_suffix="</w>", show_progress=False))
         return cls(bpe.to_str(), context_length)
 
