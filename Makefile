@@ -38,7 +38,7 @@ lab: setup  ## JupyterLab on the repository (README, data, results reachable), o
 
 bench: setup  ## speed, every step timed in turn (open_clip installed from PyPI for the comparison)
 	$(BIN)/python -m pip install -q -e ".[bench]"
-	$(BIN)/python bench/bench.py --out results/bench_$(if $(filter cuda,$(DEVICE)),gpu,cpu).json $(if $(DEVICE),--device $(DEVICE),)
+	$(BIN)/python bench/bench.py --out results/bench/bench_$(if $(filter cuda,$(DEVICE)),gpu,cpu).json $(if $(DEVICE),--device $(DEVICE),)
 
 gpu-check: setup  ## the one prepared GPU check (bench/gpu_check.sh): parity, bench, reproduce, notebooks -> OUT
 	$(BIN)/python -m pip install -q -e ".[bench]"

@@ -5,7 +5,7 @@ step-time ratio; our CLIP step against open_clip's (CLIP + ClipLoss + AdamW at v
 architecture); the analysis of one finished run. Every step is timed in turn, round after round,
 in one process (a shared machine drifts). The reproduction's setting: 2,000 pairs, batch 128.
 
-    python bench/bench.py [--device cpu|cuda] [--out results/bench_cpu.json]
+    python bench/bench.py [--device cpu|cuda] [--out results/bench/bench_cpu.json]
     python bench/bench.py --depth-only [--device cuda]   # notebook 08's text-depth step times alone
 
 Speed targets live here, not in the tests: >= 5,000 images/s at 32 px on 2 CPU cores; a DeCLIP

@@ -8,7 +8,7 @@
 
 Records are compared without their wall-clock fields.
 
-    python bench/soak.py --kills 5 --pairs 3 --out results/soak.json
+    python bench/soak.py --kills 5 --pairs 3 --out results/reliability/soak.json
 """
 import argparse
 import json

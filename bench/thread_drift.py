@@ -4,7 +4,7 @@ Trains the small-data CLIP run (2,000 pairs x 1,200 steps of 128, rn-tiny) at ea
 seed after seed, threads interleaved (1 2 1 2 ...), uncached, and compares each result with the
 same seed at 1 thread, and with the spread over seeds that every comparison already has to beat.
 
-    python bench/thread_drift.py --seeds 0 1 2 --threads 1 2 --out results/thread_drift.json
+    python bench/thread_drift.py --seeds 0 1 2 --threads 1 2 --out results/checks/thread_drift.json
 """
 import argparse
 import json

@@ -18,14 +18,17 @@ def __getattr__(name):
     if name in _FROM_EXPERIMENTS:
         from . import experiments
         return getattr(experiments, name)
+    if name == "grids":  # the experiment grids live with the runs: ``declip_lite.runs.grids``
+        from .runs import grids
+        return grids
     raise AttributeError(f"module 'declip_lite' has no attribute {name!r}")
 
 
 __all__ = [
     "BPETokenizer", "CLIP", "CLIPModel", "CaptionedImages", "DeCLIP", "ModelConfig", "Objective", "PRESETS",
     "PairBatches", "ShapeCaps", "TASKS", "TrainConfig", "Trainer", "WordTokenizer", "ZeroShotTask",
-    "build", "evaluate_tasks", "image_features", "make_objective", "make_task", "make_tasks", "make_trainer",
-    "model_config", "objective_names", "pick_device", "read_csv", "read_folder", "read_webdataset",
-    "register", "retrieval", "run_grid", "shapecaps_tokenizer", "text_features", "zero_shot",
-    "zero_shot_classifier",
+    "build", "evaluate_tasks", "grids", "image_features", "make_objective", "make_task", "make_tasks",
+    "make_trainer", "model_config", "objective_names", "pick_device", "read_csv", "read_folder",
+    "read_webdataset", "register", "retrieval", "run_grid", "shapecaps_tokenizer", "text_features",
+    "zero_shot", "zero_shot_classifier",
 ]

@@ -10,7 +10,8 @@ import os
 
 import torch
 
-from .runs.config import SMALL_DATA
+from .runs import shipped
+from .runs.config import small_data  # noqa: F401  (the notebooks call notebook.small_data)
 from .train import pick_device
 
 
@@ -138,10 +139,45 @@ def by_device(smoke, device, choice=None):
     return choice or ("smoke" if smoke else "gpu" if device.type == "cuda" else "cpu")
 
 
-def small_data(smoke):
-    """Notebooks 02-06: (preset, overrides) of the small-data regime where extra supervision pays,
-    2,000 pairs x 1,200 steps of 128, the same on a CPU and a GPU; seconds of training when ``smoke``."""
-    return ("smoke", dict(batch_size=32, steps=12)) if smoke else ("cpu", dict(SMALL_DATA))
+SCALES_LARGEST_FIRST = ("gpu", "cpu")
+scale_of = shipped.scale_of  # the scale a ``source`` folder holds: "cpu" or "gpu"
+
+
+def source(results, smoke, device, shipped_dir="../results", notebook=None, seed=0):
+    """The shipped folder to read, or None to train here. A notebook's own runs (01-06,
+    ``notebook=None``) train on a GPU and are read from a complete ``results/cpu`` on a CPU. The
+    grids of notebook ``"07"`` or ``"08"`` are read from the largest scale shipped that holds every
+    record and weight the notebook needs at ``seed`` (gpu, else cpu; on a GPU only gpu); where none
+    holds all, from the smallest one shipped, and the runs it lacks train here (it says which).
+    ``RESULTS="train"`` and smoke mode always train."""
+    if results not in ("auto", "train"):
+        raise ParameterError(f"parameter RESULTS must be 'auto' or 'train', got {results!r}")
+    cuda = torch.device(device).type == "cuda"
+    if results == "train" or smoke or (cuda and notebook is None):
+        return None
+    if notebook is None:
+        folder = os.path.join(shipped_dir, "cpu")
+        return _say(folder, shipped.complete(folder), "")
+    found = [(folder, summary) for s in (("gpu",) if cuda else SCALES_LARGEST_FIRST)
+             if (summary := shipped.summary(folder := os.path.join(shipped_dir, s)))]
+    for folder, summary in found:
+        records, weights = shipped.lacking(folder, notebook, seed)
+        if not records and not weights:
+            return _say(folder, summary, "")
+    if not found:
+        return None
+    folder, summary = found[-1]
+    records, weights = shipped.lacking(folder, notebook, seed)
+    return _say(folder, summary, f"; it lacks {len(records)} of the records and {len(weights)} of the models "
+                                 f"notebook {notebook} needs, which train here")
+
+
+def _say(folder, summary, more):
+    if summary:
+        print(f"shipped results: {folder} ({summary['runs']} runs on {summary['hardware']}, commit "
+              f"{summary['commit'][:10]}){more}; RESULTS='train' trains them on this machine instead")
+        return folder
+    return None
 
 
 def show_source(*functions):

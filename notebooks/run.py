@@ -1,6 +1,6 @@
 """Execute every numbered notebook in order with papermill (used by `make run` and the tests).
 
-`--record results/notebook_costs.json` also writes each notebook's measured wall time (with the
+`--record results/bench/notebook_costs.json` also writes each notebook's measured wall time (with the
 machine, commit and command); `--write-costs` puts those times into each notebook's first cell.
 """
 import argparse
@@ -13,7 +13,7 @@ import sys
 import time
 
 NOTEBOOKS = pathlib.Path(__file__).resolve().parent
-COSTS = NOTEBOOKS.parent / "results" / "notebook_costs.json"
+COSTS = NOTEBOOKS.parent / "results" / "bench" / "notebook_costs.json"
 COST_MARK = "**What it costs.**"
 SHIPPED_RUNS = "on a CPU it loads the runs shipped in `results/cpu/` and trains `LIVE_STEPS` steps live"
 FULL_SOURCE = {**{f"0{i}": SHIPPED_RUNS for i in range(1, 7)}, "07": "reading the shipped `results/cpu/`",
@@ -61,7 +61,7 @@ def cost_paragraph(costs, name):
     return (f"{COST_MARK} Smoke mode (`SMOKE = True`): {measured(smoke)}. Full mode (`SMOKE = False`, "
             f"the default): {full_text}{train_text}; on a GPU: {gpu_cost(costs, name)}. Switch in the "
             f"parameters cell below, or run `papermill -p SMOKE True`; `make run SMOKE=1` runs every "
-            f"notebook in smoke mode. Times: `results/notebook_costs.json`.")
+            f"notebook in smoke mode. Times: `results/bench/notebook_costs.json`.")
 
 
 def write_costs(costs):

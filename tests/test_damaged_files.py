@@ -11,7 +11,7 @@ import shutil
 import pytest
 import torch
 
-from declip_lite import experiments, grids
+from declip_lite import experiments, grids, notebook
 from declip_lite.checkpoint import DamagedFile
 from declip_lite.runs import readme, reproduce, shipped
 from test_runs import TINY
@@ -119,7 +119,7 @@ def test_a_damaged_shipped_file_stops_every_reader_naming_it_and_the_fix(shipped
                      "weights": f"weights/{config.name}.pt"}[kind]
     original = path.read_bytes()
     readers = {  # every path that reads the file: a notebook's setup, the results API, the notebooks' fits
-        "summary": [lambda: shipped.source("auto", False, "cpu", str(folder.parent)),
+        "summary": [lambda: notebook.source("auto", False, "cpu", str(folder.parent)),
                     lambda: readme.load(str(folder))],
         "record": [lambda: shipped.records([config], str(folder), None), lambda: readme.load(str(folder)),
                    lambda: experiments.Records.load([json.loads(path.read_text())], str(path))],
@@ -133,5 +133,5 @@ def test_a_damaged_shipped_file_stops_every_reader_naming_it_and_the_fix(shipped
                 read()
     finally:
         path.write_bytes(original)  # the fix: `git checkout results/`
-    assert shipped.source("auto", False, "cpu", str(folder.parent)) == str(folder)
+    assert notebook.source("auto", False, "cpu", str(folder.parent)) == str(folder)
     assert shipped.records([config], str(folder), None)[0].name == config.name

@@ -20,7 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
-from declip_lite import experiments
+from declip_lite import experiments, notebook
 from declip_lite.data.captioned import BadInput, CaptionedImages, read_csv, read_webdataset
 from declip_lite.text.tokenizer import BPETokenizer
 from declip_lite.checkpoint import RunLock
@@ -312,7 +312,7 @@ def test_damaged_shipped_results_name_the_file_and_the_fix(tmp_path):
         _truncate(damaged)
     fix = r"`git checkout results/` restores.*`make reproduce SCALE=cpu`"
     with pytest.raises(DamagedFile, match=rf"summary\.json: damaged JSON \(.*\); {fix}"):
-        shipped.source("auto", False, "cpu", str(shipped_dir))
+        notebook.source("auto", False, "cpu", str(shipped_dir))
     with pytest.raises(DamagedFile, match=r"summary\.json: damaged JSON"):
         readme.results_block(str(shipped_dir / "cpu"))
     with pytest.raises(DamagedFile, match=rf"{config.name}\.json: damaged JSON \(.*\); {fix}"):

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from declip_lite import evaluate_tasks, grids
+from declip_lite import notebook
 from declip_lite.notebook import ParameterError
 from declip_lite.runs import pool, reproduce, shipped
 
@@ -61,7 +62,7 @@ def test_make_reproduce_smoke_writes_every_record_and_resumes_without_training(t
     # 1 seed
     assert all(h["verdict"] == "inconclusive" and h["low"] is None for h in summary["headline"].values())
     # a finished reproduction is one the notebooks read
-    assert shipped._complete(str(out / "smoke")) == summary
+    assert shipped.complete(str(out / "smoke")) == summary
     monkeypatch.setattr(pool, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
     assert len(reproduce.reproduce("smoke", str(out), str(runs))) == len(configs)
     check_shipped_results_give_what_training_gave(out, runs)
@@ -119,13 +120,13 @@ def ship(folder, runs=3, planned=3, records=(), weights=()):
 
 def test_a_notebook_reads_shipped_results_only_on_a_cpu_in_full_mode_when_asked(tmp_path, capsys):
     ship(tmp_path / "cpu")
-    assert shipped.source("auto", False, "cpu", str(tmp_path)) == str(tmp_path / "cpu")
+    assert notebook.source("auto", False, "cpu", str(tmp_path)) == str(tmp_path / "cpu")
     assert "shipped results: " in capsys.readouterr().out
-    assert shipped.source("train", False, "cpu", str(tmp_path)) is None
-    assert shipped.source("auto", True, "cpu", str(tmp_path)) is None  # smoke mode always trains
-    assert shipped.source("auto", False, "cpu", str(tmp_path / "nothing")) is None
+    assert notebook.source("train", False, "cpu", str(tmp_path)) is None
+    assert notebook.source("auto", True, "cpu", str(tmp_path)) is None  # smoke mode always trains
+    assert notebook.source("auto", False, "cpu", str(tmp_path / "nothing")) is None
     with pytest.raises(ParameterError, match="parameter RESULTS must be 'auto' or 'train'"):
-        shipped.source("yes", False, "cpu", str(tmp_path))
+        notebook.source("yes", False, "cpu", str(tmp_path))
 
 
 def test_each_notebook_reads_the_largest_scale_that_holds_what_it_needs_and_trains_only_what_is_missing(
@@ -133,20 +134,20 @@ def test_each_notebook_reads_the_largest_scale_that_holds_what_it_needs_and_trai
     needs = {s: grids.notebook_needs("07", s) for s in ("cpu", "gpu")}
     ship(tmp_path / "cpu", records=needs["cpu"][0], weights=needs["cpu"][1])
     ship(tmp_path / "gpu", 122, 144, records=needs["gpu"][0])  # every record notebook 07 reads, no weights
-    assert shipped.source("auto", False, "cpu", str(tmp_path), notebook="07") == str(tmp_path / "cpu")
-    assert shipped.source("auto", False, "cuda", str(tmp_path), notebook="07") == str(tmp_path / "gpu")
+    assert notebook.source("auto", False, "cpu", str(tmp_path), notebook="07") == str(tmp_path / "cpu")
+    assert notebook.source("auto", False, "cuda", str(tmp_path), notebook="07") == str(tmp_path / "gpu")
     assert ("it lacks 0 of the records and 3 of the models notebook 07 needs, which train here"
             in capsys.readouterr().out)
     assert shipped.lacking(str(tmp_path / "gpu"), "07") == ([], needs["gpu"][1])
     assert shipped.lacking(str(tmp_path / "gpu"), "08")[0]  # notebook 08's grids are not all there
     ship(tmp_path / "gpu", 122, 144, records=needs["gpu"][0], weights=needs["gpu"][1])
-    assert shipped.source("auto", False, "cpu", str(tmp_path), notebook="07") == str(tmp_path / "gpu")
-    assert shipped.source("auto", False, "cpu", str(tmp_path), notebook="08") == str(tmp_path / "cpu")
-    assert shipped.source("auto", False, "cpu", str(tmp_path)) == str(tmp_path / "cpu")  # 01-06: the cpu runs
-    assert shipped.source("auto", False, "cuda", str(tmp_path)) is None  # 01-06 on a GPU: trained live
+    assert notebook.source("auto", False, "cpu", str(tmp_path), notebook="07") == str(tmp_path / "gpu")
+    assert notebook.source("auto", False, "cpu", str(tmp_path), notebook="08") == str(tmp_path / "cpu")
+    assert notebook.source("auto", False, "cpu", str(tmp_path)) == str(tmp_path / "cpu")  # 01-06: cpu runs
+    assert notebook.source("auto", False, "cuda", str(tmp_path)) is None  # 01-06 on a GPU: trained live
     shutil.rmtree(tmp_path / "gpu")
     # nothing to read: train
-    assert shipped.source("auto", False, "cuda", str(tmp_path), notebook="07") is None
+    assert notebook.source("auto", False, "cuda", str(tmp_path), notebook="07") is None
 
 
 def test_a_thinned_history_keeps_its_ends_and_at_most_the_points_asked():

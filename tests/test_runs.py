@@ -3,6 +3,7 @@ alone, trains, caches and summarises through ``experiments.train``, the CLI and 
 README's API example and "your own objective" section run as written."""
 import pathlib
 import re
+import sys
 
 import pytest
 import torch
@@ -129,8 +130,8 @@ def test_the_readmes_h200_paragraph_quotes_its_jsons():
     import json
 
     text = " ".join((ROOT / "README.md").read_text().split())
-    check = json.loads((ROOT / "results" / "gpu_check_h200.json").read_text())
-    steps = json.loads((ROOT / "results" / "bench_gpu.json").read_text())["methods"]
+    check = json.loads((ROOT / "results" / "checks" / "gpu_check_h200.json").read_text())
+    steps = json.loads((ROOT / "results" / "bench" / "bench_gpu.json").read_text())["methods"]
     r, ms = check["reproduce"], lambda m, p: f"{1e3 * steps[m][p + '_s']:.1f} ms"  # noqa: E731
     assert f"{check['parity']['passed']} of the 10 objectives" in text
     assert f"{r['runs_finished']} of {r['planned']} runs in {r['seconds']} s**" in text
@@ -138,7 +139,8 @@ def test_the_readmes_h200_paragraph_quotes_its_jsons():
     assert (f"({steps['clip']['eager_ops']:,.0f} operators dispatched per eager step, "
             f"{steps['clip']['graph_ops']:,.0f}" in text)
     assert f"DeCLIP takes {ms('declip', 'graph')} against {ms('declip', 'eager')}" in text
-    recheck = json.loads((ROOT / "results" / "bench_gpu_recheck.json").read_text())["methods"]["slip"]
+    recheck = json.loads((ROOT / "results" / "bench" / "bench_gpu_recheck.json").read_text())
+    recheck = recheck["methods"]["slip"]
     assert (f"{1e3 * recheck['graph_s']:.1f} ms as a graph against {1e3 * recheck['eager_s']:.1f} ms eager"
             in text)
     clip = [x["train_seconds"] for x in r["runs"] if x["method"] == "clip" and x["pairs"] == 2000]
@@ -163,3 +165,26 @@ def test_a_failing_run_does_not_stop_the_others_and_is_named_at_the_end(tmp_path
                              on_record=lambda c, r: finished.append(c))
     # the good run is kept
     assert finished == configs[1:] and (tmp_path / (configs[1].name + ".json")).exists()
+
+
+def test_import_takes_one_module_per_flag_and_leaves_the_names_alone(tmp_path, monkeypatch):
+    from declip_lite.runs import cli
+
+    for name in ("plugin_one", "plugin_two"):
+        (tmp_path / f"{name}.py").write_text("LOADED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cli.import_plugins(["--import", "plugin_one", "clip", "--import", "plugin_two", "declip"])  # clip: a name
+    assert sys.modules["plugin_one"].LOADED and sys.modules["plugin_two"].LOADED
+
+
+def test_every_results_path_the_readmes_and_notebooks_name_exists_and_results_holds_only_its_folders():
+    named = set()
+    for path in [ROOT / "README.md", ROOT / "results" / "README.md", *(ROOT / "notebooks").glob("*.ipynb")]:
+        named |= set(re.findall(r"results/[\w./-]*\w", path.read_text()))
+    templates = {"results/SCALE", "results/smoke"}  # a scale named on the command line; smoke is not shipped
+    missing = sorted(p for p in named - templates if not (ROOT / p).exists())
+    assert not missing, f"named but not in the repository: {missing}"
+    assert len(named) > 20  # the scan finds what it should
+    loose = sorted(p.name for p in (ROOT / "results").iterdir() if p.is_file() and p.name != "README.md")
+    assert not loose and {p.name for p in (ROOT / "results").iterdir()} == {
+        "README.md", "bench", "checks", "cpu", "earlier", "gpu", "reliability"}

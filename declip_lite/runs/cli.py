@@ -5,7 +5,7 @@ import importlib
 import json
 import sys
 
-from .. import grids
+from . import grids
 from ..distributed import init_from_env
 from ..checkpoint import save_json
 from ..objectives import objective_names
@@ -46,7 +46,7 @@ def run_options(args, method):
 def import_plugins(argv):
     """Import the modules named by ``--import`` first, so the objectives they register are choices."""
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--import", dest="imports", nargs="*", default=[])
+    pre.add_argument("--import", dest="imports", action="append", default=[])
     for module in pre.parse_known_args(argv)[0].imports:
         importlib.import_module(module)
 
@@ -96,8 +96,9 @@ def run_command(argv):
     import_plugins(argv)
     parser = argparse.ArgumentParser(description="Train declip-lite runs or grids (cached) and summarise "
                                                  "zero-shot accuracy.")
-    parser.add_argument("--import", dest="imports", nargs="*", default=[], metavar="MODULE",
-                        help="modules that register objectives of your own (declip_lite.register)")
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                        help="a module that registers objectives of your own (declip_lite.register); "
+                             "repeat the flag for more")
     parser.add_argument("names", nargs="+", choices=objective_names() + sorted(grids.GRIDS),
                         help="methods (with --preset/--seeds/--set) or whole grids (with --preset as their "
                              "scale)")

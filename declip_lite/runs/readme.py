@@ -1,8 +1,8 @@
 """The README's results, written from ``results/`` between markers so they cannot drift:
 
     <!-- results: results/cpu -->          a ``reproduce`` folder: the ladder and its verdicts
-    <!-- bench: results/bench_cpu.json --> a ``bench/bench.py`` JSON: the speed table
-    <!-- drift: results/thread_drift.json --> ``bench/thread_drift.py``: results by thread count
+    <!-- bench: results/bench/bench_cpu.json --> a ``bench/bench.py`` JSON: the speed table
+    <!-- drift: results/checks/thread_drift.json --> ``bench/thread_drift.py``: results by thread count
     ...generated...
     <!-- end -->
 
@@ -13,7 +13,8 @@ import json
 import os
 import re
 
-from .. import grids, report
+from .. import report
+from . import grids
 from ..checkpoint import read_json
 from .records import Record, Records
 from .reproduce import SUMMARY, small_data_rows

@@ -11,7 +11,8 @@ import time
 
 import torch
 
-from .. import grids, report
+from .. import report
+from . import grids
 from ..checkpoint import (COUNT, FINITE_TENSORS, NUMBER, OBJECT, SCORE, SECONDS, TENSORS, TEXT, MapOf,
                           Optional, load_torch, read_json, save_json, write_durably)
 from ..train import CHECKPOINT, HISTORY, pick_device

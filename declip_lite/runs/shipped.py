@@ -1,36 +1,32 @@
 """Shipped results: where a notebook's full-mode numbers come from. With ``RESULTS="auto"`` it
 reads what ``reproduce`` committed to ``results/<scale>/`` (records and weights) and draws the same
 figures from them as from a fresh run: on a CPU always, on a GPU the grids of notebooks 07-08
-from ``results/gpu`` (see :func:`source`). What the folder lacks is trained here, and said."""
+from ``results/gpu`` (which folder: ``notebook.source``). What the folder lacks is trained here,
+and said."""
 import os
 from dataclasses import asdict
 
-import torch
-
-from .. import grids
 from ..checkpoint import load_torch, read_json
-from ..notebook import ParameterError
-from . import cache
+from . import cache, grids
 from .build import build, run_label
 from .config import run_config
 from .pool import run_grid
 from .records import Record, Records
 from .reproduce import SUMMARY, WEIGHTS
 
-SCALES_LARGEST_FIRST = ("gpu", "cpu")
 FIX = "`git checkout results/` restores the shipped file, or `make reproduce SCALE=cpu` makes it again"
 
 
-def _summary(folder):
+def summary(folder):
     """The summary of the reproduction in ``folder`` (checked), or None when there is none."""
     path = os.path.join(folder, "summary.json")
     return read_json(path, FIX, SUMMARY) if os.path.exists(path) else None
 
 
-def _complete(folder):
+def complete(folder):
     """The summary of ``folder`` when its reproduction finished every planned run, else None."""
-    summary = _summary(folder)
-    return summary if summary and summary["runs"] >= summary.get("planned", summary["runs"]) else None
+    found = summary(folder)
+    return found if found and found["runs"] >= found.get("planned", found["runs"]) else None
 
 
 def lacking(folder, notebook, seed=0):
@@ -39,43 +35,6 @@ def lacking(folder, notebook, seed=0):
     missing = lambda configs, kind, ext: [c for c in configs  # noqa: E731
                                           if not os.path.exists(os.path.join(folder, kind, c.name + ext))]
     return missing(records, "records", ".json"), missing(models, "weights", ".pt")
-
-
-def source(results, smoke, device, shipped_dir="../results", notebook=None, seed=0):
-    """The shipped folder to read, or None to train here. A notebook's own runs (01-06,
-    ``notebook=None``) train on a GPU and are read from a complete ``results/cpu`` on a CPU. The
-    grids of notebook ``"07"`` or ``"08"`` are read from the largest scale shipped that holds every
-    record and weight the notebook needs at ``seed`` (gpu, else cpu; on a GPU only gpu); where none
-    holds all, from the smallest one shipped, and the runs it lacks train here (it says which).
-    ``RESULTS="train"`` and smoke mode always train."""
-    if results not in ("auto", "train"):
-        raise ParameterError(f"parameter RESULTS must be 'auto' or 'train', got {results!r}")
-    cuda = torch.device(device).type == "cuda"
-    if results == "train" or smoke or (cuda and notebook is None):
-        return None
-    if notebook is None:
-        folder = os.path.join(shipped_dir, "cpu")
-        return _say(folder, _complete(folder), "")
-    shipped = [(folder, summary) for s in (("gpu",) if cuda else SCALES_LARGEST_FIRST)
-               if (summary := _summary(folder := os.path.join(shipped_dir, s)))]
-    for folder, summary in shipped:
-        records, weights = lacking(folder, notebook, seed)
-        if not records and not weights:
-            return _say(folder, summary, "")
-    if not shipped:
-        return None
-    folder, summary = shipped[-1]
-    records, weights = lacking(folder, notebook, seed)
-    return _say(folder, summary, f"; it lacks {len(records)} of the records and {len(weights)} of the models "
-                                 f"notebook {notebook} needs, which train here")
-
-
-def _say(folder, summary, more):
-    if summary:
-        print(f"shipped results: {folder} ({summary['runs']} runs on {summary['hardware']}, commit "
-              f"{summary['commit'][:10]}){more}; RESULTS='train' trains them on this machine instead")
-        return folder
-    return None
 
 
 def scale_of(folder):
@@ -109,7 +68,7 @@ def records(configs, folder, runs_dir, device=None, jobs=1):
 
 def train(method="clip", preset="smoke", seed=0, runs_dir="data/runs", device=None, shipped_from=None,
           live_steps=0, **options):
-    """``experiments.train``; or, with ``shipped_from`` (a :func:`source` folder), the shipped run
+    """``experiments.train``; or, with ``shipped_from`` (a ``notebook.source`` folder), the shipped run
     of the same configuration, as :func:`fit` gives it."""
     if shipped_from is None:
         return cache.train(method, preset, seed, runs_dir, device=device, **options)
@@ -136,9 +95,10 @@ def fit(run, runs_dir="data/runs", shipped_from=None, live_steps=0):
     state = load_torch(path, FIX, map_location=run.trainer.device, schema=WEIGHTS)
     if state["model_config"] != asdict(run.model.config) or state["tokenizer"] != run.tokenizer.state_dict():
         raise ValueError(f"{path}: shipped weights of another model or vocabulary; set RESULTS='train'")
-    for module, weights in ((run.model, state["model"]), (run.objective, state["objective"])):
-        module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
+    as_float = lambda weights: {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}  # noqa: E731
+    run.trainer.restore({**run.trainer.state_dict(), "model": as_float(state["model"]),  # its own optimiser
+                         "objective": as_float(state["objective"]), "step": state["step"],  # and RNGs
+                         "final_step": state["step"], "history": data.get("history", []),
+                         "evals": data["evals"]})
     run.record = Record.from_json(data)
-    trainer = run.trainer
-    trainer.step, trainer.history, trainer.evals = state["step"], data.get("history", []), data["evals"]
     return run

@@ -9,9 +9,8 @@ extra supervision pays. ``reproduce`` trains every grid of a scale, and the note
 import math
 from dataclasses import dataclass, field
 
-from .models.clip import CONFIGS
-from .notebook import small_data
-from .runs.config import PRESETS, RunConfig
+from ..models.clip import CONFIGS
+from .config import PRESETS, RunConfig, small_data
 
 
 ENCODERS = ("rn-tiny", "vit-tiny")
