@@ -1,4 +1,6 @@
 """Pure plotting functions: arrays in, a matplotlib Figure out (nothing is shown or saved here)."""
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -8,20 +10,13 @@ def _np(x):
     return x.detach().float().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
 
 
-def _wrap(text, width=28):
-    words, lines, line = text.split(), [], ""
-    for w in words:
-        if len(line) + len(w) + 1 > width and line:
-            lines, line = lines + [line], w
-        else:
-            line = f"{line} {w}".strip()
-    return "\n".join(lines + [line])
+def _wrap(text, width=28):  # whole words per line, none split
+    return textwrap.fill(text, width, break_long_words=False, break_on_hyphens=False)
 
 
 def show_pairs(images, captions, ncols=8, title=None):
     """A grid of images with their (wrapped) captions as titles, readable at notebook width."""
-    n = len(images)
-    nrows = (n + ncols - 1) // ncols
+    nrows = -(-len(images) // ncols)  # rows, rounded up
     fig, axes = plt.subplots(nrows, ncols, figsize=(2 * ncols, 3.1 * nrows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
@@ -145,8 +140,7 @@ def confusion_plot(confusion, classnames, title=None):
 
 def softmax_at_temperature(similarities, temperature, labels=None):
     """Rows of softmax(similarity / temperature): how the temperature sharpens the distribution."""
-    sim = _np(similarities)
-    z = sim / temperature
+    z = _np(similarities) / temperature
     p = np.exp(z - z.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     fig, ax = plt.subplots(figsize=(6, 3))

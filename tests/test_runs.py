@@ -188,3 +188,9 @@ def test_every_results_path_the_readmes_and_notebooks_name_exists_and_results_ho
     loose = sorted(p.name for p in (ROOT / "results").iterdir() if p.is_file() and p.name != "README.md")
     assert not loose and {p.name for p in (ROOT / "results").iterdir()} == {
         "README.md", "bench", "checks", "cpu", "earlier", "gpu", "reliability"}
+
+
+def test_every_library_module_fits_in_280_lines():
+    long = {str(p.relative_to(ROOT)): n for p in (ROOT / "declip_lite").rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 280}
+    assert not long, f"split these modules (a reader sees a module's idea in a few screens): {long}"
