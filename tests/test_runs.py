@@ -1,6 +1,7 @@
 """The run layer takes any registered objective: an instructor's own loss, defined in this file
 alone, trains, caches and summarises through ``experiments.train``, the CLI and a grid; the
 README's API example and "your own objective" section run as written."""
+import json
 import pathlib
 import re
 import sys
@@ -104,17 +105,48 @@ def test_a_misplaced_or_mistyped_setting_is_named(setting, message):
 
 
 def test_cli_settings_reach_their_sections():
-    from declip_lite.runs.cli import run_options
+    from declip_lite.runs.cli import configured
 
-    class Args:
-        augmentation, objective = None, ["queue_size=64"]
-        set = ["pairs=500", "train.grad_clip=0.25", "model.text_layers=1", "objective.exclude_self=true"]
-    options = run_options(Args, "declip")
-    assert options["pairs"] == 500 and options["train_overrides"] == {"grad_clip": 0.25}
-    assert options["model_overrides"] == {"text_layers": 1}
-    assert options["objective_options"] == {"exclude_self": True, "queue_size": 64}
+    settings = {"pairs": 500, "train.grad_clip": 0.25, "train.lr": 5e-4, "model.text_layers": 1,
+                "objective.exclude_self": True, "objective.queue_size": 64}
+    (config,) = configured([experiments.RunConfig.of("declip", "smoke", 0)], settings)
+    assert config.preset.pairs == 500 and config.preset.lr == 5e-4
+    assert dict(config.train) == {"grad_clip": 0.25}
+    assert dict(config.model) == {"text_layers": 1}
+    assert dict(config.objective) == {"exclude_self": True, "queue_size": 64}
+    assert config == experiments.RunConfig.of("declip", "smoke", 0, pairs=500, lr=5e-4, train_overrides={
+        "grad_clip": 0.25}, model_overrides={"text_layers": 1}, objective_options={"exclude_self": True,
+                                                                                    "queue_size": 64})
     with pytest.raises(ValueError, match=r"it belongs to objective\.queue_size"):
         experiments.build("declip", "smoke", 0, device="cpu", queue_size=5)  # the Python API names it too
+
+
+def test_set_reaches_every_run_of_a_grid_and_reproduce_and_renames_them(tmp_path, monkeypatch, capsys):
+    from declip_lite.runs import reproduce
+    from declip_lite.runs.records import Records
+
+    tiny = ["pairs=64", "batch_size=16", "steps=2", "eval_n=16", "train.lr=0.0005", "objective.queue_size=64"]
+    plain = grids.grid("ablation", "smoke")
+    experiments.main(["ablation", "--runs-dir", str(tmp_path / "grid"), "--device", "cpu", "--set", *tiny])
+    records = Records.load([json.loads(p.read_text()) for p in (tmp_path / "grid").glob("*-*.json")
+                            if not p.name.endswith(".history.json")])
+    assert len(records) == len(plain) and {r.preset.lr for r in records} == {5e-4}  # read back from records
+    assert {r.name for r in records}.isdisjoint(c.name for c in plain)  # never a record trained without it
+    assert [r.options.get("objective") for r in records if r.method == "declip"] == [{"queue_size": 64}]
+    assert all(r.options.get("objective") is None for r in records if r.method == "clip")  # CLIP has no queue
+
+    monkeypatch.setattr(reproduce, "plan", lambda scale: plain[:2])
+    monkeypatch.setattr(grids, "model_runs", lambda scale: [])
+    experiments.main(["reproduce", "--scale", "smoke", "--out", str(tmp_path / "out"), "--runs-dir",
+                      str(tmp_path / "grid"), "--set", *tiny])  # the grid's runs: read, not trained again
+    summary = json.loads((tmp_path / "out" / "smoke" / "summary.json").read_text())
+    assert summary["settings"]["train.lr"] == 5e-4 and summary["runs"] == 2
+    assert "[  2/2]" in capsys.readouterr().out
+    for argv in (["ablation", "--set", "train.nope=1"], ["reproduce", "--set", "objective.nope=1"],
+                 ["ablation", "--seeds", "1"]):
+        with pytest.raises(SystemExit, match=r"nope|--seeds is for methods") as refused:
+            experiments.main(argv)
+        assert "Traceback" not in str(refused.value)
 
 
 def test_the_readmes_generated_results_are_what_their_json_gives():
@@ -194,3 +226,7 @@ def test_every_library_module_fits_in_280_lines():
     long = {str(p.relative_to(ROOT)): n for p in (ROOT / "declip_lite").rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 280}
     assert not long, f"split these modules (a reader sees a module's idea in a few screens): {long}"
+
+
+def test_the_readme_stays_within_30_kb():  # the rest lives in docs/ and results/*/README.md
+    assert len((ROOT / "README.md").read_bytes()) <= 30_000

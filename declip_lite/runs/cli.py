@@ -9,7 +9,7 @@ from . import grids
 from ..distributed import init_from_env
 from ..checkpoint import save_json
 from ..objectives import objective_names
-from .config import PRESETS, RunConfig, SettingError, sections
+from .config import PRESETS, RunConfig, SettingError, configure_all, sections
 from .pipelines import train_csv
 from .grouped import MODES
 from .pool import RunsFailed, run_grid
@@ -31,16 +31,12 @@ def _assignments(pairs):
     return out
 
 
-def run_options(args, method):
-    """``train`` arguments from ``--set`` (``pairs=2000``, ``train.grad_clip=0.5``, ``model.text_layers=1``,
-    ``objective.exclude_self=true``), ``--objective`` and ``--augmentation``; a misplaced key stops here."""
+def configured(configs, settings):
+    """``configs`` with ``--set``'s ``settings`` (``configure_all``); a misplaced key stops here."""
     try:
-        routed = sections({**_assignments(args.set), **{f"objective.{k}": v for k, v in
-                                                         _assignments(args.objective).items()}}, method)
+        return configure_all(configs, settings) if settings else configs
     except SettingError as e:
         raise SystemExit(f"--set {e}") from None
-    return dict(augmentation=args.augmentation, **routed["preset"], model_overrides=routed["model"] or None,
-                objective_options=routed["objective"] or None, train_overrides=routed["train"] or None)
 
 
 def import_plugins(argv):
@@ -63,12 +59,18 @@ def reproduce_main(argv):
     parser.add_argument("--budget", type=float, default=None, help="seconds after which no run starts")
     parser.add_argument("--group", default="auto", choices=MODES,
                         help="runs of one step signature as one vmapped step (auto: on CUDA only)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="[SECTION.]FIELD=VALUE",
+                        help="applied to every run (their names change with it): train.lr=5e-4, "
+                             "model.text_layers=4, objective.queue_size=1024")
     args = parser.parse_args(argv)
     if args.budget is not None and not args.budget >= 0:  # NaN too
         parser.error(f"--budget must be seconds >= 0 (0: start no run), got {args.budget:g}")
-    reproduce(args.scale, args.out, args.runs_dir, args.jobs, args.device,
-              command=" ".join(["python -m declip_lite.experiments reproduce", *argv]), budget=args.budget,
-              group=args.group)
+    try:
+        reproduce(args.scale, args.out, args.runs_dir, args.jobs, args.device, budget=args.budget,
+                  command=" ".join(["python -m declip_lite.experiments reproduce", *argv]),
+                  group=args.group, settings=_assignments(args.set))
+    except SettingError as e:
+        raise SystemExit(f"--set {e}") from None
 
 
 def main(argv=None):
@@ -105,8 +107,8 @@ def run_command(argv):
     parser.add_argument("--preset", default="smoke", choices=sorted(PRESETS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--set", nargs="*", default=[], metavar="[SECTION.]FIELD=VALUE",
-                        help="pairs=5000 (preset), train.grad_clip=0.5, model.text_layers=1, "
-                             "objective.exclude_self=true")
+                        help="pairs=5000 (preset), train.lr=5e-4, train.grad_clip=0.5, model.text_layers=1, "
+                             "objective.exclude_self=true: for methods and grids alike (new run names)")
     parser.add_argument("--objective", nargs="*", default=[], metavar="OPTION=VALUE",
                         help="e.g. exclude_self=true")
     parser.add_argument("--augmentation", default=None)
@@ -131,12 +133,19 @@ def run_command(argv):
                   train_overrides=sections(train, args.names[0])["train"] or None,
                   **{k: v for k, v in settings.items() if k not in train})
         return
+    settings = {**_assignments(args.set),
+                **{f"objective.{k}": v for k, v in _assignments(args.objective).items()}}
     specs = []
     for name in args.names:
         if name in grids.GRIDS:
-            specs += grids.grid(name, args.preset, args.methods)
+            for flag, value, default in (("--seeds", args.seeds, [0]),
+                                         ("--augmentation", args.augmentation, None)):
+                if value != default:
+                    raise SystemExit(f"{flag} is for methods; grid {name!r} has its own (--set: the rest)")
+            specs += configured(grids.grid(name, args.preset, args.methods), settings)
         else:
-            specs += [RunConfig.of(name, args.preset, s, **run_options(args, name)) for s in args.seeds]
+            specs += configured([RunConfig.of(name, args.preset, s, augmentation=args.augmentation)
+                                 for s in args.seeds], settings)
     records = run_grid(specs, args.runs_dir, device, args.jobs, group=args.group)
     for row in records.summarise():
         print(f"{row.method:12s} {row.pairs:6d} {json.dumps(row.options)[:60]:60s} "

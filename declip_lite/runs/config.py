@@ -89,6 +89,9 @@ def _check_type(where, key, value, kind):
     raise SettingError(f"{where}{key}={value!r}: {key} must be {kind.__name__}")
 
 
+SCHEDULE = ("steps", "lr", "warmup", "eval_every")  # train.<these> set the preset's own fields
+
+
 def sections(assignments, method="clip"):
     """Route settings to their sections: ``key`` is a preset field, ``section.key`` a field of
     ``preset``, ``train`` (TrainConfig), ``model`` (ModelConfig) or ``objective`` (the method's
@@ -100,8 +103,10 @@ def sections(assignments, method="clip"):
         if section not in out:
             raise SettingError(f"{dotted}: no section {section!r}; sections are {sorted(out)}")
         known = section_fields(section, method)
-        if section == "train" and key in section_fields("preset"):  # the preset owns the schedule's length
-            raise SettingError(f"{dotted}: set {key} in the preset ({key}=...), which names and ends the run")
+        if section == "train" and key in SCHEDULE:  # the schedule is the preset's: it names and ends the run
+            section, known = "preset", section_fields("preset")
+        elif section == "train" and key in section_fields("preset"):
+            raise SettingError(f"{dotted}: set {key} in the preset ({key}=...), which names the run")
         if key not in known:
             found = homes(key, method)
             hint = (f"; it belongs to {', '.join(f'{s}.{key}' for s in found)}" if found
@@ -175,6 +180,27 @@ class RunConfig:
     @property
     def name(self):
         return run_name(self.method, self.preset, self.seed, **self.options)
+
+
+def configure(config, settings):
+    """``config`` with ``settings`` applied ({"pairs": 500, "train.lr": 5e-4, "model.text_layers": 4,
+    "objective.exclude_self": True}): what ``--set`` does to a method, a grid and ``reproduce``. Each
+    key is checked once (``sections``); the run gets its own name, and so does a filtered run's scorer."""
+    routed = sections(settings, config.method)
+    merged = {s: _items({**dict(getattr(config, s)), **routed[s]}) for s in ("model", "objective", "train")}
+    return replace(config, preset=replace(config.preset, **routed["preset"]), **merged)
+
+
+def configure_all(configs, settings):
+    """:func:`configure` over a grid: an ``objective.*`` key goes to the runs whose objective has that
+    option (a key none of them has is an error naming it); every other key to every run."""
+    options = {k: k.partition(".")[2] for k in settings if k.startswith("objective.")}
+    for key, option in options.items():
+        if configs and not any(option in section_fields("objective", c.method) for c in configs):
+            raise SettingError(f"{key}: none of these runs' objectives has {option!r}")
+    return [configure(c, {k: v for k, v in settings.items()
+                          if k not in options or options[k] in section_fields("objective", c.method)})
+            for c in configs]
 
 
 def run_config(method="clip", *args, **kwargs):

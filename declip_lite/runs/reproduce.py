@@ -17,6 +17,7 @@ from ..checkpoint import (COUNT, FINITE_TENSORS, NUMBER, OBJECT, SCORE, SECONDS,
                           Optional, load_torch, read_json, save_json, write_durably)
 from ..train import CHECKPOINT, HISTORY, pick_device
 from .build import commit, hardware
+from .config import configure, configure_all
 from .cache import RUN_THREADS
 from .pool import run_grid
 
@@ -61,17 +62,22 @@ def export_weights(checkpoint, path):
     write_durably(path, lambda f: torch.save(weights, f))
 
 
-def small_data_rows(records, scale):
-    """The summaries of the plain runs (default options) at the grids' small-data setting of ``scale``:
-    its whole preset, so a notebook's run at the same size but another evaluation is not among them."""
-    preset = grids.spec("clip", grids.SCALES[scale], 0).preset
-    return records.summarise().where(preset=preset, noise=(0.0, 0.0), model=None, filtered=False,
-                                     augmentation="clip", objective=None, train=None)
+def small_data_rows(records, scale, settings=None):
+    """The summaries of the plain runs (default options, or ``--set``'s ``settings``) at the grids'
+    small-data setting of ``scale``: its whole preset, so a notebook's run at the same size but
+    another evaluation is not among them."""
+    settings = settings or {}
+    spec = configure(grids.spec("clip", grids.SCALES[scale], 0),
+                     {k: v for k, v in settings.items() if not k.startswith("objective.")})
+    rows = records.summarise().where(preset=spec.preset, noise=(0.0, 0.0), model=dict(spec.model) or None,
+                                     filtered=False, augmentation="clip", train=dict(spec.train) or None)
+    tuned = any(k.startswith("objective.") for k in settings)  # then each method's options are its own
+    return rows if tuned else rows.where(objective=None)
 
 
-def headline(records, scale):
+def headline(records, scale, settings=None):
     """Each headline method against CLIP at the grid's small-data setting, interval and verdict."""
-    rows = small_data_rows(records, scale)
+    rows = small_data_rows(records, scale, settings)
     present = {r.method for r in rows}
     if "clip" not in present:
         return {}
@@ -86,14 +92,18 @@ def recovered(record):
 
 
 def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device=None, command=None,
-              budget=None, group="auto"):
+              budget=None, group="auto", settings=None):
     """Train (or load) every run of ``scale``; write ``out/<scale>/``; return the Records.
     ``command``: how it was called, for the summary. ``budget``: seconds after which no run starts
     (the summary then says how many of the plan finished; rerun to train the rest); 0 starts none.
-    ``group``: runs of one step signature as one vmapped step ("auto": on CUDA, ``runs.grouped``)."""
+    ``group``: runs of one step signature as one vmapped step ("auto": on CUDA, ``runs.grouped``).
+    ``settings``: ``--set``'s, applied to every run (``configure_all``): other runs, other names."""
     if budget is not None and not (isinstance(budget, (int, float)) and budget >= 0):
         raise ValueError(f"--budget must be a number of seconds >= 0, got {budget!r}")
-    configs = plan(scale)
+    settings = settings or {}
+    configs = configure_all(plan(scale), settings) if settings else plan(scale)
+    models = {c.name for c in (configure_all(grids.model_runs(scale), settings) if settings
+                               else grids.model_runs(scale))}
     total = len(set(configs) | {c.scorer for c in configs if c.scorer is not None})  # filters' scorers too
     where = os.path.join(out, scale)
     os.makedirs(os.path.join(where, "records"), exist_ok=True)
@@ -116,12 +126,9 @@ def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device
     deadline = None if budget is None else time.time() + budget
     records = run_grid(configs, runs_dir, device, jobs, progress=False, on_record=finished, deadline=deadline,
                        group=group)
-    names = {r.name for r in records}
-    for config in grids.model_runs(scale):
-        if config.name in names:
-            export_weights(os.path.join(runs_dir, config.name + ".pt"),
-                           os.path.join(where, "weights", config.name + ".pt"))
-    comparisons = headline(records, scale)
+    for name in models & {r.name for r in records}:
+        export_weights(os.path.join(runs_dir, name + ".pt"), os.path.join(where, "weights", name + ".pt"))
+    comparisons = headline(records, scale, settings)
     for method, c in comparisons.items():
         print(f"{method} - clip: {c}")
     if len(done) < total:
@@ -130,7 +137,7 @@ def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device
     ran_on = records[0].hardware if records else hardware(pick_device(device))
     save_json({"scale": scale, "hardware": ran_on, "commit": commit(), "torch": torch.__version__,
                "python": platform.python_version(), "threads": RUN_THREADS, "jobs": jobs, "group": group,
-               "command": command,
+               "command": command, "settings": settings,
                "seconds": time.perf_counter() - start, "runs": len(done), "planned": total, "budget": budget,
                # summed over the runs trained (not loaded) by whatever machine made each record
                "train_seconds": sum(r.train_seconds or 0 for r in records),
