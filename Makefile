@@ -30,7 +30,7 @@ run: setup  ## execute notebooks/*.ipynb in order into runs/ (SMOKE=1 for the qu
 test:
 	$(MAKE) -j2 --no-print-directory setup browser  # apt's chromium downloads while pip installs
 	$(BIN)/ruff check .  # pyflakes, pycodestyle and the 110-character limit (pyproject.toml)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n auto --dist worksteal  # a 1-thread worker per core; idle workers take queued tests from busy ones
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n auto --dist worksteal --durations=12  # a 1-thread worker per core; idle workers take queued tests from busy ones; the 12 slowest named
 
 lab: setup  ## JupyterLab on the repository (README, data, results reachable), opened at notebooks/
 	env -u MPLBACKEND $(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" \

@@ -94,6 +94,25 @@ def test_defilip_with_filip_weight_zero_equals_declip():
     assert torch.isclose(on["loss"], base + 0.2 * on["filip"]) and on["filip"] > 0
 
 
+def test_defilip_can_average_over_padding_as_the_reference_does():
+    g = torch.Generator().manual_seed(2)
+    n, valid = 6, torch.tensor([[1, 1, 1, 0, 0]] * 6, dtype=torch.bool)  # captions with padding
+    enc = {"image": [{"embed": torch.randn(n, 8, generator=g), "tokens": torch.randn(n, 4, 16, generator=g)}
+                     for _ in range(2)],
+           "text": {v: {"embed": torch.randn(n, 8, generator=g), "tokens": torch.randn(n, 5, 12, generator=g),
+                        "valid": valid} for v in ("masked", "eda")},
+           "scale": torch.tensor(12.0), "ids": torch.arange(n),
+           "mlm_targets": torch.where(torch.rand(n, 5, generator=g) < 0.3, 7, IGNORE)}
+    torch.manual_seed(0)
+    ours = DeFILIP(8, 12, 20, image_width=16, queue_size=32)
+    torch.manual_seed(0)
+    reference = DeFILIP(8, 12, 20, image_width=16, queue_size=32, mask_padding=False)
+    text = enc["text"]["masked"]
+    everything = ours.filip.loss(enc["image"][0]["tokens"], text["tokens"], torch.ones_like(valid))
+    assert torch.isclose(reference(enc)["filip"], everything)  # the same head, padding counted
+    assert not torch.isclose(ours(enc)["filip"], everything) and DeFILIP.options()["mask_padding"] is True
+
+
 @pytest.mark.parametrize("method", ["slip", "filip", "defilip"])
 def test_benchmark_objectives_train_a_step(method):
     run = experiments.build(method, "smoke", 0, device="cpu", pairs=64, batch_size=16, steps=2, eval_n=8)

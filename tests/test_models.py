@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -99,3 +100,37 @@ def test_the_attention_pool_maps_straight_from_attention_to_the_embedding_as_cli
     seq = torch.cat([x.mean(1, keepdim=True), x], 1) + pool.pos
     assert torch.allclose(pool(x), pool.out(mha(seq[:, :1], seq, seq, need_weights=False)[0][:, 0]),
                           atol=1e-5)
+
+
+def test_quick_gelu_towers_compute_x_sigmoid_1702x_and_differ_from_gelu_only_there():
+    torch.manual_seed(0)
+    gelu = CLIPModel(model_config("vit-tiny", vocab_size=50))
+    torch.manual_seed(0)
+    quick = CLIPModel(model_config("vit-tiny", vocab_size=50, activation="quick_gelu"))
+    assert all(torch.equal(p, q) for p, q in zip(gelu.parameters(), quick.parameters()))  # the same weights
+    block, x = quick.text.transformer.blocks[0], torch.randn(2, 5, 96)
+    hidden = block.mlp[0](x)
+    by_hand = block.mlp[2](hidden * torch.sigmoid(1.702 * hidden))  # QuickGELU, written out
+    assert torch.allclose(block.mlp(x), by_hand, atol=1e-6)
+    images, tokens = torch.rand(2, 3, 32, 32), torch.tensor([[1, 7, 8, 2, 0, 0]] * 2)
+    for encode, inputs in ((CLIPModel.encode_image, images), (CLIPModel.encode_text, tokens)):
+        assert not torch.allclose(encode(gelu, inputs)["embed"], encode(quick, inputs)["embed"])
+    with pytest.raises(ValueError, match="activation='relu'"):
+        CLIPModel(model_config("rn-tiny", vocab_size=50, activation="relu"))
+
+
+def test_a_text_projection_bias_is_added_to_the_eot_feature_and_older_checkpoints_still_load():
+    from declip_lite.models.clip import same_model
+
+    torch.manual_seed(0)
+    model = CLIPModel(model_config("rn-tiny", vocab_size=50, text_proj_bias=True))
+    with torch.no_grad():
+        model.text.proj_bias.copy_(torch.arange(64.0))
+    tokens = torch.tensor([[1, 7, 8, 2, 0, 0], [1, 9, 2, 0, 0, 0]])
+    out = model.encode_text(tokens)
+    eot = [3, 2]  # the EOT positions, found by hand
+    by_hand = torch.stack([out["tokens"][b, eot[b]] @ model.text.proj for b in range(2)]) + torch.arange(64.0)
+    assert torch.allclose(out["embed"], by_hand, atol=1e-5)
+    assert "text.proj_bias" not in CLIPModel(model_config("rn-tiny", vocab_size=50)).state_dict()
+    older = {k: v for k, v in dataclasses.asdict(model_config("rn-tiny")).items() if k != "text_proj_bias"}
+    assert same_model(older, model_config("rn-tiny")) and not same_model(older, model.config)

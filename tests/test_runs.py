@@ -2,6 +2,7 @@
 alone, trains, caches and summarises through ``experiments.train``, the CLI and a grid; the
 README's API example and "your own objective" section run as written."""
 import json
+import math
 import pathlib
 import re
 import sys
@@ -20,6 +21,7 @@ TINY = dict(pairs=64, batch_size=16, steps=3, warmup=1, eval_n=16)
 @register("siglip")
 class SigLIP(Objective):
     """The sigmoid loss (Zhai et al. 2023): one binary match / no-match term per image-text pair."""
+    run_defaults = {"model.logit_scale_init": math.log(10), "train.logit_scale_clamp": (0.0, math.log(100))}
 
     def __init__(self, bias=-10.0):
         super().__init__()
@@ -57,6 +59,10 @@ def test_an_objective_defined_in_a_test_file_trains_caches_and_summarises(tmp_pa
                                    progress=False)
     rows = records.summarise()
     assert sorted((r.method, r.encoder) for r in rows) == [("siglip", "rn-tiny"), ("siglip", "vit-tiny")]
+    for r in records:  # its own regime, no override: SigLIP's t' = log 10, below CLIP's clamp floor (e^3)
+        assert r.options["model"]["logit_scale_init"] == math.log(10)
+        history = json.loads((tmp_path / f"{r.name}.history.json").read_text())["history"]
+        assert history[-1]["logit_scale"] < math.exp(3.0), history[-1]
 
 
 def test_an_unknown_objective_option_is_named():

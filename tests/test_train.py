@@ -7,7 +7,7 @@ import torch
 from declip_lite import experiments
 from declip_lite.text.tokenizer import WordTokenizer
 from declip_lite.recovery import StepBoundaryInterrupt
-from declip_lite.train import parameter_groups, warmup_cosine
+from declip_lite.train import TrainConfig, parameter_groups, warmup_cosine
 
 
 def tiny_run(method="clip", steps=6, **kw):
@@ -189,3 +189,36 @@ def test_live_curves_redraw_one_picture_in_jupyter_and_draw_nothing_headless(mon
     assert shown == [] and not live.enabled()  # switched off; and a plain Python process is headless
     monkeypatch.setenv("CI", "true")
     assert not live.enabled()
+
+
+def test_the_warmup_can_start_from_a_share_of_the_peak_as_the_reference():
+    f = warmup_cosine(10, 110, start=0.1)
+    by_hand = [0.1 + 0.9 * (s + 1) / 10 for s in range(10)]
+    assert [f(s) for s in range(10)] == pytest.approx(by_hand) and f(9) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.5) and warmup_cosine(10, 110)(0) == pytest.approx(0.1)  # start 0: before
+    with pytest.raises(ValueError, match="warmup_start"):
+        TrainConfig(warmup_start=2.0)
+
+
+def test_the_references_weight_decay_exemptions_also_decay_the_class_embedding_and_qkv_bias():
+    model = experiments.build("clip", "smoke", 0, device="cpu", model="vit-tiny", pairs=64).model
+    for exempt in ("ours", "reference"):
+        decay, _ = parameter_groups([model], 0.1, exempt)
+        by_hand = {n for n, p in model.named_parameters() if p.requires_grad and (
+            p.ndim >= 2 and "logit_scale" not in n
+            or exempt == "reference" and (n.endswith("class_embedding") or n.endswith("attn.qkv.bias")))}
+        names = {n for n, p in model.named_parameters() if any(p is q for q in decay["params"])}
+        assert names == by_hand
+    ours, reference = (parameter_groups([model], 0.1, e)[0]["params"] for e in ("ours", "reference"))
+    assert len(reference) - len(ours) == 1 + model.config.vit_layers + model.config.text_layers
+
+
+def test_fp32_precision_turns_cuda_autocast_off(monkeypatch):
+    from declip_lite.train.step import autocast
+
+    asked = []
+    monkeypatch.setattr(torch, "autocast", lambda kind, **kw: asked.append((kind, kw["enabled"])))
+    autocast(torch.device("cuda")), autocast(torch.device("cuda"), "fp32"), autocast(torch.device("cpu"))
+    assert asked == [("cuda", True), ("cuda", False), ("cuda", False)]  # bf16 on CUDA only, unless fp32
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="fp16")

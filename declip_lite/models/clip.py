@@ -31,6 +31,8 @@ class ModelConfig:
     eot_id: int = 2
     causal: bool = True
     logit_scale_init: float = math.log(1 / 0.07)  # log(1/τ) at step 0: CLIP's τ = 0.07
+    activation: str = "gelu"      # the MLPs' GELU; "quick_gelu": x·σ(1.702x), the reference's towers
+    text_proj_bias: bool = False  # OpenAI CLIP's bias-free text projection; True: the reference's bias
 
 
 def image_width(config):
@@ -53,6 +55,12 @@ CONFIGS = {
 }
 
 
+def same_model(saved, config):
+    """Whether a checkpoint's ``model_config`` dict describes ``config``; a field it predates
+    counts as its default (older checkpoints were saved before the field existed)."""
+    return {**asdict(ModelConfig()), **saved} == asdict(config)
+
+
 def model_config(name="rn-tiny", **overrides):
     if name not in CONFIGS:
         raise ValueError(f"model_config: unknown config {name!r}; choose from {sorted(CONFIGS)}")
@@ -73,11 +81,11 @@ class CLIPModel(nn.Module):
                                          c.stem_stride)
         elif c.image == "vit":
             self.visual = VisionTransformer(c.image_size, c.vit_patch, c.vit_width, c.vit_layers, c.vit_heads,
-                                            c.embed_dim, c.freeze_patch_embedding)
+                                            c.embed_dim, c.freeze_patch_embedding, c.activation)
         else:
             raise ValueError(f"ModelConfig.image={c.image!r}: expected 'resnet' or 'vit'")
         self.text = TextEncoder(c.vocab_size, c.context_length, c.text_width, c.text_layers, c.text_heads,
-                                c.embed_dim, c.causal)
+                                c.embed_dim, c.causal, c.activation, c.text_proj_bias)
         self.logit_scale = nn.Parameter(torch.tensor(float(c.logit_scale_init)))
 
     def encode_image(self, images):

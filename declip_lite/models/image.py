@@ -90,7 +90,8 @@ class VisionTransformer(nn.Module):
     ``freeze_patch_embedding=True``. Patch tokens are taken before the final LayerNorm (as in the
     reference's FILIP); the class state after it."""
 
-    def __init__(self, image_size, patch_size, width, layers, heads, embed_dim, freeze_patch_embedding=False):
+    def __init__(self, image_size, patch_size, width, layers, heads, embed_dim, freeze_patch_embedding=False,
+                 activation="gelu"):
         super().__init__()
         if image_size % patch_size:
             raise ValueError(f"VisionTransformer: image_size={image_size} is not a multiple of "
@@ -101,7 +102,7 @@ class VisionTransformer(nn.Module):
         self.class_embedding = nn.Parameter(torch.randn(width) * width**-0.5)
         self.positional_embedding = nn.Parameter(torch.randn(n + 1, width) * width**-0.5)
         self.ln_pre, self.ln_post = nn.LayerNorm(width), nn.LayerNorm(width)
-        self.transformer = Transformer(width, layers, heads)
+        self.transformer = Transformer(width, layers, heads, activation)
         self.proj = nn.Parameter(torch.randn(width, embed_dim) * width**-0.5)
         self.width = width
 

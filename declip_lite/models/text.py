@@ -9,13 +9,16 @@ from .transformer import Transformer
 
 
 class TextEncoder(nn.Module):
-    def __init__(self, vocab_size, context_length, width, layers, heads, embed_dim, causal=True):
+    def __init__(self, vocab_size, context_length, width, layers, heads, embed_dim, causal=True,
+                 activation="gelu", proj_bias=False):
         super().__init__()
         self.token_embedding = nn.Embedding(vocab_size, width)
         self.positional_embedding = nn.Parameter(torch.randn(context_length, width) * 0.01)
-        self.transformer = Transformer(width, layers, heads)
+        self.transformer = Transformer(width, layers, heads, activation)
         self.ln_final = nn.LayerNorm(width)
         self.proj = nn.Parameter(torch.randn(width, embed_dim) * width**-0.5)
+        # OpenAI's CLIP projects with a matrix alone; the DeCLIP reference's projection has a bias
+        self.proj_bias = nn.Parameter(torch.zeros(embed_dim)) if proj_bias else None
         nn.init.normal_(self.token_embedding.weight, std=0.02)
         self.context_length, self.width, self.causal = context_length, width, causal
 
@@ -37,4 +40,5 @@ class TextEncoder(nn.Module):
         with sdpa_kernel(SDPBackend.MATH) if x.device.type == "cpu" else contextlib.nullcontext():
             x = self.ln_final(self.transformer(x, mask))
         eot = (tokens == eot_id).int().argmax(1)
-        return {"tokens": x, "embed": x[torch.arange(B, device=x.device), eot] @ self.proj}
+        embed = x[torch.arange(B, device=x.device), eot] @ self.proj
+        return {"tokens": x, "embed": embed if self.proj_bias is None else embed + self.proj_bias}

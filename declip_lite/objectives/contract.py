@@ -21,8 +21,9 @@ is a detached scalar (a term or a diagnostic) that the history logs under its ow
 **Declared on the class** (read by batches, the registry, the run layer and zero-shot):
 ``view_augmentations`` (one entry per image view: an augmentation name, or None for the run's
 own), ``text_views``, ``scale_cap``, ``zero_shot_scorer`` ("global" cosine, or "token-wise" through
-``zero_shot_head``), and ``build(config, vocab_size, **options)``, whose keyword defaults are the
-objective's options. Register the class with :func:`~declip_lite.objectives.registry.register`.
+``zero_shot_head``), ``run_defaults`` (the regime it needs, as ``--set`` keys, applied by every
+path before what a user sets) and ``build(config, vocab_size, **options)``, whose keyword defaults
+are the objective's options. Register the class with :func:`~declip_lite.objectives.registry.register`.
 """
 import inspect
 
@@ -37,6 +38,7 @@ class Objective(nn.Module):
     text_views = ("caption",)
     scale_cap = 100.0  # the forward pass never uses s > 100 (the reference); None: uncapped
     zero_shot_scorer = "global"
+    run_defaults = {}  # the regime it needs, as --set keys: {"model.logit_scale_init": 2.3, "train.lr": ...}
 
     @property
     def image_views(self):

@@ -90,17 +90,20 @@ register("clip+mvs+ss", weights={"nns": 0})(DeCLIP)
 class DeFILIP(DeCLIP):
     """DeCLIP + ``filip_weight`` x FILIP between image view 1's patches and the caption's tokens
     (the CLIP-benchmark paper's strongest recipe; weight 0.2 there). Scored by the global cosine;
-    its FILIP head also scores token-wise in the analysis."""
+    its FILIP head also scores token-wise in the analysis. ``mask_padding``: FILIP's (True: padding
+    never counts, the declared deviation; False: the reference's average over every position)."""
 
     def __init__(self, embed_dim, text_width, vocab_size, image_width, filip_weight=0.2, dense_dim=64, k=16,
-                 **declip_options):
+                 mask_padding=True, **declip_options):
         super().__init__(embed_dim, text_width, vocab_size, **declip_options)
-        self.filip, self.filip_weight = FILIP(image_width, text_width, dense_dim, k), filip_weight
+        self.filip = FILIP(image_width, text_width, dense_dim, k, mask_padding)
+        self.filip_weight = filip_weight
 
     @classmethod
-    def build(cls, config, vocab_size, filip_weight=0.2, dense_dim=64, k=16, **declip_options):
+    def build(cls, config, vocab_size, filip_weight=0.2, dense_dim=64, k=16, mask_padding=True,
+              **declip_options):
         return cls(config.embed_dim, config.text_width, vocab_size, image_width(config), filip_weight,
-                   dense_dim, k, **declip_options)
+                   dense_dim, k, mask_padding, **declip_options)
 
     @classmethod
     def options(cls):

@@ -147,8 +147,9 @@ class RunConfig:
     def of(cls, method="clip", preset="smoke", seed=0, augmentation=None, noise=(0.0, 0.0),
            model_overrides=None, objective_options=None, filter_quantile=None, train_overrides=None,
            **preset_overrides):
-        """The configuration of ``train``'s arguments; a misplaced or mistyped one is a ``SettingError``."""
-        routed = sections({**preset_overrides,
+        """The configuration of ``train``'s arguments; a misplaced or mistyped one is a ``SettingError``.
+        The objective's own ``run_defaults`` (its temperature, say) come first; what is given wins."""
+        routed = sections({**objective_class(method).run_defaults, **preset_overrides,
                            **{f"{section}.{k}": v for section, given in (("model", model_overrides),
                                                                          ("objective", objective_options),
                                                                          ("train", train_overrides))

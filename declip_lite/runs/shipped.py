@@ -4,9 +4,9 @@ figures from them as from a fresh run: on a CPU always, on a GPU the grids of no
 from ``results/gpu`` (which folder: ``notebook.source``). What the folder lacks is trained here,
 and said."""
 import os
-from dataclasses import asdict
 
 from ..checkpoint import load_torch, read_json
+from ..models.clip import same_model
 from . import cache, grids
 from .build import build, run_label
 from .config import run_config
@@ -93,7 +93,8 @@ def fit(run, runs_dir="data/runs", shipped_from=None, live_steps=0):
         run.trainer.fit(steps=live_steps, label=f"{run_label(run)}, live")
         run.live_history = run.trainer.history
     state = load_torch(path, FIX, map_location=run.trainer.device, schema=WEIGHTS)
-    if state["model_config"] != asdict(run.model.config) or state["tokenizer"] != run.tokenizer.state_dict():
+    same_vocabulary = state["tokenizer"] == run.tokenizer.state_dict()
+    if not same_model(state["model_config"], run.model.config) or not same_vocabulary:
         raise ValueError(f"{path}: shipped weights of another model or vocabulary; set RESULTS='train'")
     as_float = lambda weights: {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}  # noqa: E731
     run.trainer.restore({**run.trainer.state_dict(), "model": as_float(state["model"]),  # its own optimiser

@@ -72,8 +72,9 @@ class GroupTrainer:
         modules = [t.step_module for t in trainers]
         self.params, self.buffers = stack_module_state(modules)
         self.params = {k: v.detach().requires_grad_() for k, v in self.params.items()}
-        decay = [v for k, v in self.params.items() if decays(k, v.ndim - 1)]  # each run's own ndim
-        rest = [v for k, v in self.params.items() if not decays(k, v.ndim - 1)]
+        exempt = first.config.decay_exempt
+        decay = [v for k, v in self.params.items() if decays(k, v.ndim - 1, exempt)]  # each run's own ndim
+        rest = [v for k, v in self.params.items() if not decays(k, v.ndim - 1, exempt)]
         cuda = self.device.type == "cuda"
         self.lr_tensor = torch.tensor(self.config.lr, device=self.device) if cuda else None
         c = self.config
@@ -111,7 +112,8 @@ class GroupTrainer:
         """The vmapped ``step.update``: forward, named terms, backward, AdamW (each run's gradient norm
         and clipping its own), each run's clamp. Returns the logged values as one (K, terms) tensor."""
         cpu = self.device.type == "cpu"  # the CPU's flash attention has no batching rule: the math kernel has
-        with autocast(self.device), sdpa_kernel(SDPBackend.MATH) if cpu else contextlib.nullcontext():
+        kernel = sdpa_kernel(SDPBackend.MATH) if cpu else contextlib.nullcontext()
+        with autocast(self.device, self.config.precision), kernel:
             terms = self.forward(self.params, self.buffers, batch)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].sum().backward()

@@ -14,6 +14,7 @@ from ..checkpoint import (ANY_NUMBER, COUNT, FINITE_TENSORS, LIST, NUMBER, OBJEC
                           Optional, load_torch, rng_state, set_rng_state, write_durably)
 from ..distributed import is_main, world
 from ..live import LiveCurves, enabled as live_enabled
+from ..models.clip import same_model
 from ..recovery import LossCrash, give_up_message
 
 CHECKPOINT_VERSION = 4  # 2: the tokenizer is saved and checked on load; 3: loads with weights_only=True;
@@ -155,7 +156,7 @@ def load(trainer, path):
     """Resume ``trainer`` from ``path``: model, objective (heads, queue), optimiser, schedule, RNGs, step."""
     fix = "delete it to retrain the run from the start"  # weights_only: tensors and plain data, never code
     state = load_torch(path, fix, CHECKPOINT_VERSION, trainer.device, CHECKPOINT)
-    if state["model_config"] != asdict(trainer.model.config):
+    if not same_model(state["model_config"], trainer.model.config):
         raise ValueError(f"Trainer.load: {path!r} was saved from a different model config")
     if state["tokenizer"] != tokenizer_state(trainer):  # the same size, other word ids: silently wrong text
         raise ValueError(f"Trainer.load: {path!r} was trained with a different tokenizer vocabulary")

@@ -51,16 +51,18 @@ def unwrapped(module):
     return getattr(module, "module", module)
 
 
-def autocast(device):
-    """bf16 on CUDA, nothing elsewhere; no weight-cast cache: a captured step must cast inside the graph."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda", cache_enabled=False)
+def autocast(device, precision="bf16"):
+    """bf16 on CUDA unless ``precision`` is "fp32", nothing elsewhere; no weight-cast cache: a captured
+    step must cast inside the graph."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and precision == "bf16",
+                          cache_enabled=False)
 
 
 def update(module, optimizer, config, batch, device):
     """One step of ``module`` (a :class:`TrainStep`, DDP-wrapped or not) on ``batch``: forward,
     named terms, backward, AdamW, logit-scale clamp. Returns the logged names and values, the values
     as one tensor (the terms, then grad_norm and logit_scale). No host sync, so it can be captured."""
-    with autocast(device):
+    with autocast(device, config.precision):
         terms = module(batch)
     optimizer.zero_grad(set_to_none=True)
     terms["loss"].backward()

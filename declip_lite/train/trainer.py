@@ -30,10 +30,11 @@ class Trainer:
         self.evaluator = evaluator  # model -> dict of metrics, every eval_every steps and at the end
         cuda = self.device.type == "cuda"
         self.lr_tensor = torch.tensor(c.lr, device=self.device) if cuda else None  # read by a captured step
-        self.optimizer = torch.optim.AdamW(parameter_groups([self.model, self.objective], c.weight_decay),
+        self.optimizer = torch.optim.AdamW(parameter_groups([self.model, self.objective], c.weight_decay,
+                                                            c.decay_exempt),
                                            lr=self.lr_tensor if cuda else c.lr, betas=c.betas, eps=c.eps,
                                            fused=True, capturable=cuda)  # one kernel, not a loop
-        self.schedule = warmup_cosine(c.warmup, c.steps)
+        self.schedule = warmup_cosine(c.warmup, c.steps, c.warmup_start)
         self.graphed = (c.fast == "graph" or c.fast == "auto" and cuda) and world()[1] == 1
         if self.graphed and not cuda:
             raise ValueError(f"TrainConfig.fast='graph' needs a CUDA device, not {self.device}")

@@ -1,0 +1,2 @@
+"""The experiment layer, one concern a module: config (naming), build, analysis, cache, pool, pipelines,
+cli."""
