@@ -4,6 +4,7 @@ checkout: it builds DeCLIP, trains CLIP for 20 steps, and a notebook helper that
 repository's results/ says so by name."""
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -30,9 +31,12 @@ except notebook.ParameterError as e:
 
 
 def test_a_wheel_installs_into_a_fresh_virtualenv_and_trains_outside_the_checkout(tmp_path):
-    wheels, venv, work = tmp_path / "wheels", tmp_path / "venv", tmp_path / "work"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(wheels), str(ROOT)], check=True, capture_output=True)  # setuptools of this env
+    source, wheels, venv, work = (tmp_path / d for d in ("source", "wheels", "venv", "work"))
+    source.mkdir()
+    for part in ("pyproject.toml", "README.md", "declip_lite"):  # a copy: setuptools writes build/ beside it
+        (shutil.copytree if (ROOT / part).is_dir() else shutil.copy)(ROOT / part, source / part)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",  # this
+                    "-w", str(wheels), str(source)], check=True, capture_output=True)  # env's setuptools
     (wheel,) = wheels.glob("declip_lite-*.whl")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"

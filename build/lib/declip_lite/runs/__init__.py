@@ -1,2 +1,0 @@
-"""The experiment layer, one concern a module: config (naming), build, analysis, cache, pool, pipelines,
-cli."""
