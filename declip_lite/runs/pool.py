@@ -121,39 +121,40 @@ def run_grid(configs, runs_dir="data/runs", device=None, jobs=1, progress=True, 
 
     jobs = min(jobs, os.cpu_count() or 1)
     plugin = lambda c: objective_class(c.method).__module__  # noqa: E731  (imported first in a fresh worker)
-    for wave in (list(dict.fromkeys(w)) for w in waves):  # a run listed twice trains once
-        groups = _groups(wave, runs_dir, device, group)
-        grouped = {c for g in groups for c in g}
-        alone = [c for c in wave if c not in grouped]
 
-        def group_done(configs, outcome):  # a group's failure is each of its runs'; its records are read
-            try:
-                outcome()
-            except Exception as e:
-                failed.update({c.name: e for c in configs})
-            else:
-                for c in configs:
-                    finished(c, lambda: _record(c, runs_dir, device, False, deadline=deadline))
+    def group_done(configs, outcome):  # a group's failure is each of its runs'; its records are read
+        try:
+            outcome()
+        except Exception as e:
+            failed.update({c.name: e for c in configs})
+        else:
+            for c in configs:
+                finished(c, lambda: _record(c, runs_dir, device, False, deadline=deadline))
 
-        if jobs > 1 and len(groups) + len(alone) > 1:
-            with _single_threaded_children(), ProcessPoolExecutor(
-                    jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start,
-                    initargs=(os.getpid(),)) as pool:
+    with contextlib.ExitStack() as stack:
+        pool = None  # one pool for every wave: its workers import torch once
+        for wave in (list(dict.fromkeys(w)) for w in waves):  # a run listed twice trains once
+            groups = _groups(wave, runs_dir, device, group)
+            grouped = {c for g in groups for c in g}
+            alone = [c for c in wave if c not in grouped]
+            if jobs > 1 and len(groups) + len(alone) > 1:
+                if pool is None:
+                    stack.enter_context(_single_threaded_children())
+                    pool = stack.enter_context(ProcessPoolExecutor(
+                        jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start,
+                        initargs=(os.getpid(),)))
                 futures = {pool.submit(_train_group, g, runs_dir, device, sorted({plugin(c) for c in g}),
                                        deadline): g for g in groups}  # the largest first
                 futures.update({pool.submit(_record, c, runs_dir, device, False, plugin(c), deadline): c
                                 for c in alone})
                 for future in as_completed(futures):
                     done = futures[future]
-                    if isinstance(done, list):
-                        group_done(done, future.result)
-                    else:
-                        finished(done, future.result)
-        else:
-            for g in groups:
-                group_done(g, lambda: _train_group(g, runs_dir, device, deadline=deadline))
-            for c in alone:
-                finished(c, lambda: _record(c, runs_dir, device, progress, deadline=deadline))
+                    (group_done if isinstance(done, list) else finished)(done, future.result)
+            else:
+                for g in groups:
+                    group_done(g, lambda: _train_group(g, runs_dir, device, deadline=deadline))
+                for c in alone:
+                    finished(c, lambda: _record(c, runs_dir, device, progress, deadline=deadline))
     if failed:
         lines = [f"{name}: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
                  for name, e in failed.items()]
