@@ -236,3 +236,16 @@ def test_every_library_module_fits_in_280_lines():
 
 def test_the_readme_stays_within_30_kb():  # the rest lives in docs/ and results/*/README.md
     assert len((ROOT / "README.md").read_bytes()) <= 30_000
+
+
+def test_print_shows_a_run_a_section_a_line():
+    from declip_lite.runs.config import configure
+
+    settings = {"train.lr": 5e-4, "model.text_layers": 4, "objective.exclude_self": True,
+                "train.grad_clip": 0.5}
+    config = configure(experiments.RunConfig.of("declip", "cpu", 1), settings)
+    lines = str(config).splitlines()
+    assert lines[0] == f"{config.name}: declip, seed 1" and [line.split()[0] for line in lines[1:]] == [
+        "data", "model", "objective", "train"]
+    assert "lr=0.0005" in lines[4] and "text_layers=4" in lines[2] and "exclude_self=True" in lines[3]
+    assert str(config) in (ROOT / "README.md").read_text()  # the README shows this very run

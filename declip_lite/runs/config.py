@@ -182,6 +182,18 @@ class RunConfig:
     def name(self):
         return run_name(self.method, self.preset, self.seed, **self.options)
 
+    def __str__(self):
+        """The whole run on one screen, a section a line: what ``print(config)`` shows."""
+        p, line = self.preset, lambda section, fields: f"  {section:10s}" + "  ".join(  # noqa: E731
+            f"{k}={v}" for k, v in fields) if fields else f"  {section:10s}(defaults)"
+        data = [("pairs", p.pairs), ("image_size", p.image_size), ("batch_size", p.batch_size),
+                ("eval_n", p.eval_n), ("augmentation", self.augmentation), ("noise", self.noise)]
+        data += [("filter_quantile", self.filter_quantile)] if self.filter_quantile is not None else []
+        schedule = [("steps", p.steps), ("lr", p.lr), ("warmup", p.warmup), ("eval_every", p.eval_every)]
+        return "\n".join([f"{self.name}: {self.method}, seed {self.seed}", line("data", data),
+                          line("model", [("tower", p.model), *self.model]), line("objective", self.objective),
+                          line("train", schedule + list(self.train))])
+
 
 def configure(config, settings):
     """``config`` with ``settings`` applied ({"pairs": 500, "train.lr": 5e-4, "model.text_layers": 4,
