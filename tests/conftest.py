@@ -26,11 +26,12 @@ def shared_runs(tmp_path_factory, worker_id):
     return (base.parent if worker_id != "master" else base) / "shared-runs"
 
 
-LONGEST = ("test_make_reproduce_smoke", "test_the_gpu_check_runs")  # a minute or more each, in subprocesses
+LONGEST = ("test_make_reproduce_smoke", "test_the_gpu_check_runs",  # a minute or more each, in subprocesses
+           "test_a_run_killed_anywhere")
 
 
 def pytest_collection_modifyitems(items):
-    """The browser test and the two longest first, then the notebooks, the later (heavier) ones
+    """The browser test and the three longest first, then the notebooks, the later (heavier) ones
     first: longest first, so that with ``--dist worksteal`` (make test), where an idle worker takes
     queued tests from a busy one, the workers finish together."""
     def order(item):
