@@ -149,7 +149,8 @@ class JoinedBatches:
                              "their augmentation, masking and tokenizer, and cache their images")
         first = makers[0]
         self.makers, self.device, width = makers, first.device, max(m.tokens.shape[1] for m in makers)
-        pad = lambda t: torch.nn.functional.pad(t, (0, width - t.shape[1]), value=first.tokenizer.pad_id)  # noqa: E731
+        pad_id = first.tokenizer.pad_id
+        pad = lambda t: torch.nn.functional.pad(t, (0, width - t.shape[1]), value=pad_id)  # noqa: E731
         self.images = torch.cat([m.images for m in makers])
         self.tokens = torch.cat([pad(m.tokens) for m in makers])
         self.boxes, self.content = (torch.cat([m.boxes for m in makers]),

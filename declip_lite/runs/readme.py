@@ -109,8 +109,9 @@ def group_lines(b):
              "update + batch = per run-step.", "",
              "| method | " + " | ".join(f"K = {k}" for k in sizes) + " |", "|---|" + "---:|" * len(sizes)]
     for m, per in b["group_ops"].items():
-        cell = lambda r: f"{r['update']:,} + {r['batch']:,} = {r['per_run_step']:.1f}" if r else ""  # noqa: E731
-        lines.append(f"| {m} | " + " | ".join(cell(per.get(str(k), per.get(k))) for k in sizes) + " |")
+        cells = [per.get(str(k), per.get(k)) for k in sizes]
+        lines.append(f"| {m} | " + " | ".join(f"{r['update']:,} + {r['batch']:,} = {r['per_run_step']:.1f}"
+                                             if r else "" for r in cells) + " |")
     times = [f"{m} K = {k}: {r['ms_per_run_step']:.1f} ms"
              + (f", {r['peak_mib']:,.0f} MiB" if r["peak_mib"] else "")
              for m, per in b.get("group_step", {}).items() for k, r in per.items()]

@@ -96,7 +96,7 @@ def fit(run, runs_dir="data/runs", shipped_from=None, live_steps=0):
     same_vocabulary = state["tokenizer"] == run.tokenizer.state_dict()
     if not same_model(state["model_config"], run.model.config) or not same_vocabulary:
         raise ValueError(f"{path}: shipped weights of another model or vocabulary; set RESULTS='train'")
-    as_float = lambda weights: {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}  # noqa: E731
+    as_float = lambda ws: {k: v.float() if v.is_floating_point() else v for k, v in ws.items()}  # noqa: E731
     run.trainer.restore({**run.trainer.state_dict(), "model": as_float(state["model"]),  # its own optimiser
                          "objective": as_float(state["objective"]), "step": state["step"],  # and RNGs
                          "final_step": state["step"], "history": data.get("history", []),
