@@ -72,10 +72,10 @@ def neighbour_widget(queries, similarities, age, entries):
     similarities: (Q, N) query x queue; age: (N,) 0 = oldest entry; entries: N captions."""
     import ipywidgets as w
 
-    def callback(query, queue_size):
+    def callback(query, queue_size):  # the 5 nearest among the newest queue_size (fewer if it holds fewer)
         recent = age >= len(age) - queue_size
         sims = similarities[query].masked_fill(~recent, -2.0)
-        top = sims.topk(5)
+        top = sims.topk(min(5, queue_size))
         return viz.neighbour_bars(queries[query], [entries[i] for i in top.indices.tolist()],
                                   top.values.tolist())
 

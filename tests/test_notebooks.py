@@ -98,3 +98,15 @@ def test_each_diagram_draws_the_parts_its_notebook_names(name, words):
     text = " ".join(t.get_text() for t in fig.axes[0].texts)
     assert all(w in text for w in words), (name, text)
     plt.close(fig)
+
+
+def test_the_neighbour_widget_shows_only_entries_inside_the_queue():
+    from declip_lite.widgets import neighbour_widget
+
+    sims, age = torch.rand(2, 40, generator=torch.Generator().manual_seed(0)), torch.arange(40)
+    _, show = neighbour_widget(["a query", "another"], sims, age, [f"entry {i}" for i in range(40)])
+    newest = show(1, 1)  # a queue of one: the newest entry alone, never an entry outside it
+    assert [t.get_text() for t in newest.axes[0].get_yticklabels()] == ["entry 39"]
+    whole = show(1, 40)
+    assert len(whole.axes[0].patches) == 5 and min(p.get_width() for p in whole.axes[0].patches) > 0
+    plt.close("all")
