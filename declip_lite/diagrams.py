@@ -83,6 +83,6 @@ def filip_matching():
         _arrow(ax, (1.85, 2.8 - 0.45 * p), (4.05, 2.6 - 0.6 * t), color="0.5")
     for t, word in enumerate(words):
         _box(ax, 4.6, 2.6 - 0.6 * t, word, "#e6f2e6", w=1.0, h=0.4)
-    ax.text(7.3, 1.6, "logit(i, l) =\nmean over patches of\nmax over tokens of\ns_d ⟨x_p, y_t⟩", ha="center",
-            va="center", fontsize=8, bbox=dict(fc="#fbe5d6", ec="0.3"))
+    ax.text(7.3, 1.6, "logit(i, l) =\nmean over patches of\nmax over tokens of\ns_d ⟨x_p, y_t⟩",
+            ha="center", va="center", fontsize=8, bbox=dict(fc="#fbe5d6", ec="0.3"))
     return fig

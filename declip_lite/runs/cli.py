@@ -34,7 +34,7 @@ def _assignments(pairs):
 def configured(configs, settings):
     """``configs`` with ``--set``'s ``settings`` (``configure_all``); a misplaced key stops here."""
     try:
-        return configure_all(configs, settings) if settings else configs
+        return configure_all(configs, settings)
     except SettingError as e:
         raise SystemExit(f"--set {e}") from None
 

@@ -79,7 +79,8 @@ def bench_block(path):
     if "ours_over_open_clip_pairs_per_s" in b:
         r = b["ours_over_open_clip_pairs_per_s_range"]
         lines.append(f"| our CLIP pairs/s over open_clip's (vit-tiny, CLIP + ClipLoss + AdamW; "
-                     f"ours {fast}) | {b['ours_over_open_clip_pairs_per_s']:.2f}× ({r[0]:.2f}–{r[1]:.2f}) |")
+                     f"ours {fast}) | {b['ours_over_open_clip_pairs_per_s']:.2f}× "
+                     f"({r[0]:.2f}–{r[1]:.2f}) |")
     if "analysis_s" in b:
         lines.append(f"| one finished run's evaluation and analysis ({b['analysis_eval_n']:,} images "
                      f"a task) | {b['analysis_s']:.2f} s |")

@@ -101,9 +101,8 @@ def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device
     if budget is not None and not (isinstance(budget, (int, float)) and budget >= 0):
         raise ValueError(f"--budget must be a number of seconds >= 0, got {budget!r}")
     settings = settings or {}
-    configs = configure_all(plan(scale), settings) if settings else plan(scale)
-    models = {c.name for c in (configure_all(grids.model_runs(scale), settings) if settings
-                               else grids.model_runs(scale))}
+    configs = configure_all(plan(scale), settings)  # no settings: the plan as it is
+    models = {c.name for c in configure_all(grids.model_runs(scale), settings)}
     total = len(set(configs) | {c.scorer for c in configs if c.scorer is not None})  # filters' scorers too
     where = os.path.join(out, scale)
     os.makedirs(os.path.join(where, "records"), exist_ok=True)
