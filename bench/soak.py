@@ -27,7 +27,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 from declip_lite.runs.build import commit  # noqa: E402
-from processes import alive, children  # noqa: E402
+from processes import alive, descendants  # noqa: E402
 
 TIMINGS = ("train_seconds", "total_seconds", "hardware")
 
@@ -67,7 +67,7 @@ def kill_and_restart(work, kills, jobs, rng):
         process = reproduce(out, runs, jobs)
         wait = rng.uniform(3, 25)
         time.sleep(wait)
-        workers = children(process.pid)
+        workers = descendants(process.pid)
         process.kill()
         process.wait()
         start = time.time()

@@ -7,16 +7,19 @@ def _stat(pid):
     return pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # fields after the name
 
 
-def children(pid):
-    """The pids whose parent is ``pid``."""
-    kids = []
+def descendants(pid):
+    """The pids below ``pid``: its children, theirs (a pool's workers are the fork server's), ..."""
+    parents = {}
     for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
         try:
-            if int(_stat(stat.parent.name)[1]) == pid:
-                kids.append(int(stat.parent.name))
+            parents[int(stat.parent.name)] = int(_stat(stat.parent.name)[1])
         except (OSError, IndexError, ValueError):
             continue
-    return kids
+    below, frontier = [], {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier}
+        below += sorted(frontier)
+    return below
 
 
 def alive(pid):

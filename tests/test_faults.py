@@ -24,50 +24,52 @@ from declip_lite import experiments, notebook
 from declip_lite.data.captioned import BadInput, CaptionedImages, read_csv, read_webdataset
 from declip_lite.text.tokenizer import BPETokenizer
 from declip_lite.checkpoint import RunLock
+from declip_lite.runs import pool
 from declip_lite.train import CHECKPOINT_VERSION
-from processes import alive, children, default_sigint
+from processes import alive, descendants, default_sigint
 from test_real_data import CAPTIONS, _csv, _png
 from test_train import tiny_run
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-RUN = """
-import os, signal, sys
-from declip_lite import experiments, train
-from declip_lite.runs import cache
-runs_dir, fault, at = sys.argv[1], sys.argv[2], int(sys.argv[3])
-T = train.Trainer
+def _train(runs_dir, fault, at):
+    """Train the 12-step run into ``runs_dir``, SIGKILLed in the ``fault`` window at step ``at``."""
+    from declip_lite import train
+    from declip_lite.runs import cache
 
-def die():
-    os.kill(os.getpid(), signal.SIGKILL)
+    T = train.Trainer
+    die = lambda *args: os.kill(os.getpid(), signal.SIGKILL)  # noqa: E731
+    if fault == "step":  # before step `at` is taken
+        step = T.train_step
+        T.train_step = lambda self: die() if self.step == at else step(self)
+    elif fault == "save":  # the checkpoint's .tmp is written, the rename never happens
+        save = T.save
 
-if fault == "step":  # before step `at` is taken
-    step = T.train_step
-    T.train_step = lambda self: die() if self.step == at else step(self)
-elif fault == "save":  # the checkpoint's .tmp is written, the rename never happens
-    save = T.save
-    def save_then_die(self, path):
-        if self.step == at:
-            os.replace = lambda src, dst: die()
-        save(self, path)
-    T.save = save_then_die
-elif fault == "final_eval":  # inside the last evaluation, after the last periodic checkpoint
-    evaluate = T.evaluate
-    T.evaluate = lambda self: die() if self.step == at else evaluate(self)
-elif fault == "json":  # after the checkpoint, history and per-task files, before the run's JSON
-    save_json = cache.save_json
-    cache.save_json = lambda obj, path: die() if ".zero_shot" not in path else save_json(obj, path)
-run = experiments.build("clip", "smoke", 0, device="cpu", pairs=64, batch_size=16, steps=12, warmup=2,
-                        eval_n=16, eval_every=4)
-run.trainer.config.checkpoint_every, run.trainer.config.flush_every = 4, 2
-experiments.fit(run, runs_dir, progress=False)
-"""
+        def save_then_die(self, path):
+            if self.step == at:
+                os.replace = die
+            save(self, path)
+        T.save = save_then_die
+    elif fault == "final_eval":  # inside the last evaluation, after the last periodic checkpoint
+        evaluate = T.evaluate
+        T.evaluate = lambda self: die() if self.step == at else evaluate(self)
+    elif fault == "json":  # after the checkpoint, history and per-task files, before the run's JSON
+        save_json = cache.save_json
+        cache.save_json = lambda obj, path: die() if ".zero_shot" not in path else save_json(obj, path)
+    torch.set_num_threads(1)
+    run = experiments.build("clip", "smoke", 0, device="cpu", pairs=64, batch_size=16, steps=12, warmup=2,
+                            eval_n=16, eval_every=4)
+    run.trainer.config.checkpoint_every, run.trainer.config.flush_every = 4, 2
+    experiments.fit(run, str(runs_dir), progress=False)
 
 
 def train_in_a_process(runs_dir, fault="none", at=0):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", RUN, str(runs_dir), fault, str(at)], env=env,
-                          capture_output=True, text=True, timeout=120)
+    """The exit code of a fresh process (forked from the pool's server, torch already imported) that
+    trains the run; -9 when the fault killed it."""
+    process = pool.worker_context().Process(target=_train, args=(runs_dir, fault, at))
+    process.start()
+    process.join(120)
+    return process.exitcode
 
 
 def outcome(runs_dir):
@@ -95,11 +97,9 @@ def test_a_run_killed_anywhere_is_finished_by_the_next_call_with_the_same_number
     """One run killed six times in a row, each time in another window, each kill in the call that
     resumed the one before; the call after the last finishes it as an uninterrupted run does."""
     for fault, at in KILLS:  # in the order a run meets them: each resumed call reaches its window
-        killed = train_in_a_process(tmp_path / "killed", fault, at)
-        assert killed.returncode == -9, (fault, at, killed.stderr[-2000:])  # it really died there
-    resumed = train_in_a_process(tmp_path / "killed")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert train_in_a_process(tmp_path / "uninterrupted").returncode == 0
+        assert train_in_a_process(tmp_path / "killed", fault, at) == -9, (fault, at)  # it really died there
+    assert train_in_a_process(tmp_path / "killed") == 0
+    assert train_in_a_process(tmp_path / "uninterrupted") == 0
     record, history, tasks, weights = outcome(tmp_path / "killed")
     expected = outcome(tmp_path / "uninterrupted")
     assert record == expected[0] and history == expected[1] and tasks == expected[2]
@@ -392,7 +392,7 @@ def test_workers_die_with_their_killed_parent(tmp_path):
     deadline = time.time() + 60
     while len(list(tmp_path.glob("*.lock"))) < 2 and time.time() < deadline:  # both workers training
         time.sleep(0.2)
-    workers = children(parent.pid)
+    workers = descendants(parent.pid)
     assert len(workers) >= 2, "the workers never started"
     parent.kill()
     parent.wait()
