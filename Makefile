@@ -9,8 +9,9 @@ CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: setup browser run test lab bench gpu-check reproduce clean
 
-# uv installs the 5.5 GB torch in half pip's time (29 s against 57 s here); it reads the indexes pip
-# is configured with (a local mirror, where the machine has one) before PyPI
+# uv installs the 5.5 GB torch, unpacking in parallel, compiled to bytecode (where PYTHONDONTWRITEBYTECODE
+# is set, as here, nothing is compiled later: each torch import then costs 19.5 s of CPU against 8.0,
+# results/checks/import_costs.json); it reads the indexes pip is configured with (a local mirror) and PyPI
 EXTRA_INDEXES = $(foreach url,$(shell $(PYTHON) -m pip config get global.extra-index-url 2>/dev/null),--extra-index-url $(url))
 UV := $(BIN)/uv pip install -q --python $(BIN)/python --compile-bytecode --index-strategy unsafe-best-match $(EXTRA_INDEXES)
 
@@ -28,8 +29,7 @@ browser:  ## Debian's chromium for the JupyterLab browser test: installed where 
 	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium is not installed and apt-get cannot run here: the browser test will be skipped"; }
 
-# every process compiles what has no .pyc, and none is written where PYTHONDONTWRITEBYTECODE is set (as
-# here): each torch import then cost 18 s of CPU instead of 7 (setup compiles site-packages; this, ours)
+# the package's bytecode too, for the same reason (setup compiles site-packages; this, our own modules)
 COMPILE := $(BIN)/python -m compileall -q -j 0 declip_lite
 
 run: setup  ## execute notebooks/*.ipynb in order into runs/ (SMOKE=1 for the quick presets)

@@ -232,6 +232,8 @@ def test_every_library_module_fits_in_280_lines():
     long = {str(p.relative_to(ROOT)): n for p in (ROOT / "declip_lite").rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 280}
     assert not long, f"split these modules (a reader sees a module's idea in a few screens): {long}"
+    trainer = len((ROOT / "declip_lite" / "train" / "trainer.py").read_text().splitlines())
+    assert trainer <= 150, f"the Trainer is a short loop: {trainer} lines (observers take the rest)"
 
 
 def test_the_readme_stays_within_30_kb():  # the rest lives in docs/ and results/*/README.md

@@ -79,6 +79,14 @@ def parameter_groups(modules, weight_decay, exempt="ours"):
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def adamw(groups, config, device):
+    """(optimizer, lr tensor): one fused AdamW over ``groups``. On CUDA it is capturable and its lr
+    is a device tensor (returned; the schedule writes it) that a captured step reads; else None."""
+    lr = torch.tensor(config.lr, device=device) if device.type == "cuda" else None
+    return torch.optim.AdamW(groups, lr=config.lr if lr is None else lr, betas=config.betas, eps=config.eps,
+                             fused=True, capturable=lr is not None), lr  # one kernel, not a loop
+
+
 def warmup_cosine(warmup, total, start=0.0):
     """The lr factor of each step: linear from ``start`` (a share of the peak) to 1 over ``warmup``
     steps, then a cosine to 0 at ``total``."""

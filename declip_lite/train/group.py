@@ -21,7 +21,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from ..data.loader import JoinedBatches
 from ..recovery import LossCrash
 from . import observers
-from .config import decays
+from .config import adamw, decays
 from .step import autocast, capture, init_adamw_state, set_lr
 
 PAD_KEYS = {"caption": 0, "masked": 0, "eda": 0}  # text views padded to the group's widest (pad id 0)
@@ -75,13 +75,9 @@ class GroupTrainer:
         exempt = first.config.decay_exempt
         decay = [v for k, v in self.params.items() if decays(k, v.ndim - 1, exempt)]  # each run's own ndim
         rest = [v for k, v in self.params.items() if not decays(k, v.ndim - 1, exempt)]
-        cuda = self.device.type == "cuda"
-        self.lr_tensor = torch.tensor(self.config.lr, device=self.device) if cuda else None
-        c = self.config
-        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": c.weight_decay},
-                                            {"params": rest, "weight_decay": 0.0}],
-                                           lr=self.lr_tensor if cuda else c.lr, betas=c.betas, eps=c.eps,
-                                           fused=True, capturable=cuda)
+        groups = [{"params": decay, "weight_decay": first.config.weight_decay},
+                  {"params": rest, "weight_decay": 0.0}]
+        self.optimizer, self.lr_tensor = adamw(groups, self.config, self.device)
         self._stack_optimizer_state(modules)
         bounds = torch.tensor([t.config.logit_scale_clamp for t in trainers], device=self.device)
         self.low, self.high = bounds[:, 0], bounds[:, 1]

@@ -4,6 +4,7 @@ evaluation included, loaded with ``weights_only=True``) and a calm Ctrl-C."""
 import copy
 import math
 import sys
+import time
 from dataclasses import asdict
 
 import torch
@@ -11,11 +12,11 @@ from tqdm import tqdm as text_bar
 from tqdm.auto import tqdm as auto_bar
 
 from ..checkpoint import (ANY_NUMBER, COUNT, FINITE_TENSORS, LIST, NUMBER, OBJECT, POSITIVE, SECONDS, TENSOR,
-                          Optional, load_torch, rng_state, set_rng_state, write_durably)
+                          Optional, load_torch, rng_state, save_json, set_rng_state, write_durably)
 from ..distributed import is_main, world
 from ..live import LiveCurves, enabled as live_enabled
 from ..models.clip import same_model
-from ..recovery import LossCrash, give_up_message
+from ..recovery import LossCrash, first_crash, give_up_message
 
 CHECKPOINT_VERSION = 4  # 2: the tokenizer is saved and checked on load; 3: loads with weights_only=True;
 # 4: the heads' biases and the attention pool follow the reference
@@ -68,6 +69,28 @@ class Progress:
 
 
 # ----- loss-crash recovery -----------------------------------------------------------------
+def record(trainer, values, lrs, keys):
+    """The logged ``values`` of the steps just taken (names ``keys``, learning rates ``lrs``) into
+    the trainer's history, pairs/s over the window; a non-finite or spiking loss among them raises
+    ``LossCrash``. Returns the last row."""
+    now, first, trainer._keys = time.perf_counter(), trainer.step - len(values), keys
+    rate = len(values) * trainer.batches.batch_size / max(now - trainer._tick, 1e-9)
+    trainer._tick = now
+    rows = [{"step": first + i + 1, **dict(zip(keys, row)), "lr": lr, "pairs_per_s": rate}
+            for i, (row, lr) in enumerate(zip(values, lrs))]
+    crash = first_crash(rows, trainer.history, trainer.config.spike_factor)
+    if crash is not None:
+        raise crash
+    trainer.history += rows
+    return rows[-1]
+
+
+def save_history(trainer, path):
+    """Per-step records (every named term, logit scale, lr, pairs/s) and evaluations, as JSON."""
+    trainer.flush()
+    save_json({"history": trainer.history, "evals": trainer.evals, "recoveries": trainer.recoveries}, path)
+
+
 def snapshot(trainer):
     """The last good state, in memory, for loss-crash recovery (one process only). The history and
     evaluations only grow, so their lengths stand in for a copy of them."""

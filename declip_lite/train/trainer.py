@@ -1,16 +1,14 @@
-"""One Trainer for every objective: AdamW with no-decay groups, warm-up + cosine, bf16 autocast on
-CUDA, the reference's logit-scale clamp, a per-step history and periodic zero-shot evaluation. The
-step is ``step.update`` (eager: the readable reference; on CUDA captured once as a graph); what
-watches the loop (progress, recovery, checkpoints, Ctrl-C) is in ``observers``."""
+"""One Trainer for every objective: AdamW, warm-up + cosine, bf16 on CUDA, a per-step history and
+periodic zero-shot evaluation. The step is ``step.update`` (eager: the readable reference; on CUDA
+captured once as a graph); what watches the loop (progress, recovery, checkpoints) is ``observers``."""
 import time
 
 import torch
 
-from ..checkpoint import save_json
 from ..distributed import is_main, world
-from ..recovery import LossCrash, StepBoundaryInterrupt, first_crash
+from ..recovery import LossCrash, StepBoundaryInterrupt
 from . import observers
-from .config import TrainConfig, parameter_groups, pick_device, warmup_cosine
+from .config import TrainConfig, adamw, parameter_groups, pick_device, warmup_cosine
 from .step import TrainStep, capture, set_lr, unwrapped, update
 
 
@@ -23,17 +21,13 @@ class Trainer:
 
     def __init__(self, model, objective, batches, config=None, evaluator=None, device=None):
         c = self.config = config or TrainConfig()
-        self.device = pick_device(device)
-        self.batches = batches
+        self.device, self.batches = pick_device(device), batches
         self.step_module = TrainStep.of(model, objective, self.device, c.sync_batchnorm)
         self.model, self.objective = unwrapped(self.step_module).model, unwrapped(self.step_module).objective
         self.evaluator = evaluator  # model -> dict of metrics, every eval_every steps and at the end
+        self.optimizer, self.lr_tensor = adamw(parameter_groups([self.model, self.objective], c.weight_decay,
+                                                                c.decay_exempt), c, self.device)
         cuda = self.device.type == "cuda"
-        self.lr_tensor = torch.tensor(c.lr, device=self.device) if cuda else None  # read by a captured step
-        self.optimizer = torch.optim.AdamW(parameter_groups([self.model, self.objective], c.weight_decay,
-                                                            c.decay_exempt),
-                                           lr=self.lr_tensor if cuda else c.lr, betas=c.betas, eps=c.eps,
-                                           fused=True, capturable=cuda)  # one kernel, not a loop
         self.schedule = warmup_cosine(c.warmup, c.steps, c.warmup_start)
         self.graphed = (c.fast == "graph" or c.fast == "auto" and cuda) and world()[1] == 1
         if self.graphed and not cuda:
@@ -79,18 +73,8 @@ class Trainer:
         self.discard_pending()
         return self.record(values, lrs, self._keys)
 
-    def record(self, values, lrs, keys):
-        """The logged ``values`` of the steps just taken (names ``keys``, learning rates ``lrs``) into
-        the history, pairs/s over the window; a non-finite or spiking loss among them raises ``LossCrash``."""
-        now, first, self._keys = time.perf_counter(), self.step - len(values), keys
-        rate, self._tick = len(values) * self.batches.batch_size / max(now - self._tick, 1e-9), now
-        rows = [{"step": first + i + 1, **dict(zip(keys, row)), "lr": lr, "pairs_per_s": rate}
-                for i, (row, lr) in enumerate(zip(values, lrs))]
-        crash = first_crash(rows, self.history, self.config.spike_factor)
-        if crash is not None:
-            raise crash
-        self.history += rows
-        return rows[-1]
+    def record(self, values, lrs, keys):  # the steps just taken into the history (``observers.record``)
+        return observers.record(self, values, lrs, keys)
 
     def discard_pending(self):  # steps taken but not flushed: a recovery drops them
         self._pending, self._lrs = [], []
@@ -162,7 +146,5 @@ class Trainer:
         observers.load(self, path)
         return self
 
-    def save_history(self, path):
-        """Per-step records (every named term, logit scale, lr, pairs/s) and evaluations, as JSON."""
-        self.flush()
-        save_json({"history": self.history, "evals": self.evals, "recoveries": self.recoveries}, path)
+    def save_history(self, path):  # per-step records and evaluations, as JSON (``observers.save_history``)
+        observers.save_history(self, path)
