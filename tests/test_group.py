@@ -72,6 +72,23 @@ def test_a_group_trains_each_run_as_its_own_trainer_would(method, model):
         assert worst <= 1e-9, f"{method} {model}: weights differ by {worst:.2e}"
 
 
+def test_every_objective_trains_grouped_under_bf16_autocast_its_batchnorm_heads_included():
+    """What CUDA's bf16 does to the vmapped step, on the CPU's autocast: a Linear -> BatchNorm1d head
+    (SimSiam's, SLIP's) gets a bf16 input inside vmap; every run's loss stays finite."""
+    with_batchnorm = []
+    for method in LIBRARY_OBJECTIVES:
+        group = GroupTrainer([trainer(method, s, double=False) for s in (0, 1)])
+        if any(isinstance(m, torch.nn.BatchNorm1d) for m in group.template.modules()):
+            with_batchnorm.append(method)
+        with torch.autocast("cpu", dtype=torch.bfloat16), warnings.catch_warnings():
+            warnings.filterwarnings("error", message=".*performance drop.*")
+            for _ in range(2):
+                group.train_step()
+        rows = torch.stack([rows for rows, lr in group._pending])
+        assert torch.isfinite(rows).all(), f"{method}: a non-finite logged value under bf16"
+    assert {"declip", "slip"} <= set(with_batchnorm), with_batchnorm  # the heads this test is for
+
+
 @pytest.mark.parametrize("method, augmentation", [("clip", "clip"), ("declip", "moco"), ("declip", "safe")])
 def test_batches_made_as_one_are_each_runs_own_bit_for_bit(method, augmentation):
     """Mixed pair counts and caption noise; at step 0, across an epoch boundary and mid-run."""
