@@ -9,11 +9,14 @@ CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: setup browser run test lab bench gpu-check reproduce clean
 
-# uv installs the 5.5 GB torch, unpacking in parallel, compiled to bytecode (where PYTHONDONTWRITEBYTECODE
-# is set, as here, nothing is compiled later: each torch import then costs 19.5 s of CPU against 8.0,
-# results/checks/import_costs.json); it reads the indexes pip is configured with (a local mirror) and PyPI
+# uv installs the 5.5 GB torch, unpacking in parallel; it reads the indexes pip is configured with (a local
+# mirror) and PyPI. Bytecode is written as modules are first imported: these machines set
+# PYTHONDONTWRITEBYTECODE, which would make every process compile torch again (19.5 s of CPU per import
+# against 8.0, results/checks/import_costs.json); compiling only what is imported costs 18 s of CPU
+# against 57 s for the whole venv at install (results/checks/setup_costs.json)
+unexport PYTHONDONTWRITEBYTECODE
 EXTRA_INDEXES = $(foreach url,$(shell $(PYTHON) -m pip config get global.extra-index-url 2>/dev/null),--extra-index-url $(url))
-UV := $(BIN)/uv pip install -q --python $(BIN)/python --compile-bytecode --index-strategy unsafe-best-match $(EXTRA_INDEXES)
+UV := $(BIN)/uv pip install -q --python $(BIN)/python --index-strategy unsafe-best-match $(EXTRA_INDEXES)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,11 +32,10 @@ browser:  ## Debian's chromium for the JupyterLab browser test: installed where 
 	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium is not installed and apt-get cannot run here: the browser test will be skipped"; }
 
-# the package's bytecode too, for the same reason (setup compiles site-packages; this, our own modules)
-COMPILE := $(BIN)/python -m compileall -q -j 0 declip_lite
+# one process imports what every test process imports, writing its bytecode once, before the workers start
+WARM := $(BIN)/python -c "import torch._dynamo, declip_lite.experiments, papermill, matplotlib.pyplot"
 
 run: setup  ## execute notebooks/*.ipynb in order into runs/ (SMOKE=1 for the quick presets)
-	$(COMPILE)
 	$(BIN)/python notebooks/run.py --out runs $(if $(SMOKE),--smoke,) $(RUN_ARGS)
 
 # pytest: a 1-thread worker per core and one more (tests that wait on a kernel, a browser or a subprocess
@@ -41,8 +43,7 @@ run: setup  ## execute notebooks/*.ipynb in order into runs/ (SMOKE=1 for the qu
 # ones; the 12 slowest are named at the end
 test:
 	$(MAKE) -j2 --no-print-directory setup browser  # apt's chromium downloads while pip installs
-	$(COMPILE)
-	$(BIN)/ruff check .  # pyflakes, pycodestyle and the 110-character limit (pyproject.toml)
+	$(WARM) & $(BIN)/ruff check . && wait $$!  # pyflakes, pycodestyle and the 110-character limit (pyproject.toml)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n $$(( $$(nproc) + 1 )) --dist worksteal --durations=12
 
 lab: setup  ## JupyterLab on the repository (README, data, results reachable), opened at notebooks/
