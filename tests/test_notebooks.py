@@ -1,6 +1,6 @@
 """Every numbered notebook, executed by papermill in smoke mode (the executed copy, failing or not,
-stays in runs/tests/), but those that test_browser runs in JupyterLab where it can; and the helpers
-the notebooks call: parameter checks and widgets."""
+stays in runs/tests/), but those that test_browser runs in JupyterLab where it can and 00, which the
+gpu check runs; and the helpers the notebooks call: parameter checks and widgets."""
 import importlib.util
 import json
 import pathlib
@@ -21,11 +21,12 @@ spec.loader.exec_module(run_notebooks)
 
 
 IN_BROWSER = set() if test_browser.missing() else test_browser.EXECUTED  # run once, there, where it can
+IN_GPU_CHECK = {"00_the_data"}  # bench/gpu_check.sh runs it in smoke mode on a CPU, in test_reproduce_command
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("notebook", [p for p in run_notebooks.notebooks() if p.stem not in IN_BROWSER],
-                         ids=lambda p: p.stem)
+@pytest.mark.parametrize("notebook", [p for p in run_notebooks.notebooks()
+                                      if p.stem not in IN_BROWSER | IN_GPU_CHECK], ids=lambda p: p.stem)
 def test_notebook_runs_in_smoke_mode(notebook, tmp_path, shared_runs):
     import papermill
 
