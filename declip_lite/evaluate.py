@@ -153,10 +153,40 @@ def linear_probe(features, labels, test_features, test_labels, cs=(0.1, 1.0, 10.
             "C": best}
 
 
+def zero_shot_tasks(model, tokenizer, tasks):
+    """({task: image embeddings}, {task: :func:`zero_shot` metrics}): each task's images encoded once."""
+    emb = {t: image_features(model, task.images) for t, task in tasks.items()}
+    return emb, {t: zero_shot(model, tokenizer, task, image_emb=emb[t]) for t, task in tasks.items()}
+
+
 def evaluate_tasks(model, tokenizer, tasks):
     """{task: top-1} for every task plus their mean; the compact form the Trainer logs."""
-    scores = {name: zero_shot(model, tokenizer, task)["top1"] for name, task in tasks.items()}
-    return {**scores, "mean": sum(scores.values()) / len(scores)}
+    return TaskEvaluator(tokenizer, tasks)(model)
+
+
+class TaskEvaluator:
+    """:func:`evaluate_tasks` as a Trainer's evaluator, which keeps its last evaluation
+    (:func:`zero_shot_tasks`) with a copy of the weights it came from. ``last(model)`` gives it back
+    while the weights still equal that copy, so that a run's analysis does not encode its tasks twice."""
+
+    def __init__(self, tokenizer, tasks):
+        self.tokenizer, self.tasks, self._last = tokenizer, tasks, None
+
+    def __call__(self, model):
+        emb, metrics = zero_shot_tasks(model, self.tokenizer, self.tasks)
+        self._last = [w.detach().clone() for w in model.state_dict().values()], emb, metrics
+        scores = {t: m["top1"] for t, m in metrics.items()}
+        return {**scores, "mean": sum(scores.values()) / len(scores)}
+
+    def last(self, model):
+        """(image embeddings, metrics) of the last evaluation if ``model``'s weights are still those;
+        else None."""
+        if self._last is None:
+            return None
+        weights, emb, metrics = self._last
+        now = list(model.state_dict().values())
+        same = len(now) == len(weights) and all(torch.equal(a, b) for a, b in zip(now, weights))
+        return (emb, metrics) if same else None
 
 
 def retrieval(image_emb, text_emb, ks=(1, 5, 10)):

@@ -276,3 +276,22 @@ def test_a_record_is_the_same_whatever_jobs_and_the_callers_threads(tmp_path, mo
     same = lambda r: {k: v for k, v in r.to_json().items() if not k.endswith("_seconds")}  # noqa: E731
     assert [same(r) for r in alone] == [same(r) for r in pooled]
     assert {r.threads for r in alone + pooled} == {1}
+
+
+def test_the_analysis_reuses_the_final_evaluation_only_while_the_weights_are_those_it_saw():
+    from declip_lite.runs import analysis
+
+    run = experiments.build("declip", "smoke", 0, device="cpu", **TINY)
+    run.trainer.fit(progress=False)
+    evaluator = run.trainer.evaluator
+    assert evaluator.last(run.model) is not None
+    reused, reused_metrics = analysis.analyse(run), run.task_metrics
+    run.trainer.evaluator = None  # the analysis encodes the tasks itself
+    assert analysis.analyse(run) == reused and run.task_metrics == reused_metrics
+    run.trainer.evaluator = evaluator
+    run.trainer.train_step()
+    assert evaluator.last(run.model) is None  # a step later, nothing is reused
+    with torch.no_grad():  # nor after weights change outside the Trainer (a lesson's own loop)
+        run.trainer.evaluate()
+        next(run.model.parameters()).add_(1e-3)
+    assert evaluator.last(run.model) is None

@@ -7,7 +7,7 @@ import torch
 
 from ..data.external import sklearn_digits
 from ..data.shapecaps import TASKS, make_task
-from ..evaluate import image_features, linear_probe, zero_shot
+from ..evaluate import TaskEvaluator, image_features, linear_probe, zero_shot, zero_shot_tasks
 from .build import commit, hardware
 from .records import Record
 
@@ -24,8 +24,10 @@ def analyse(run):
     ensemble, linear probes, transfer to real handwriting and, for FILIP heads, token-wise
     zero-shot. Also ``run.task_metrics``: each task's full zero-shot metrics (confusion matrix too)."""
     model, tok, p, dev = run.model, run.tokenizer, run.preset, run.trainer.device
-    emb = {t: image_features(model, task.images) for t, task in run.tasks.items()}  # each task encoded once
-    run.task_metrics = {t: zero_shot(model, tok, task, image_emb=emb[t]) for t, task in run.tasks.items()}
+    evaluator = run.trainer.evaluator  # its final evaluation, reused while the weights are the same
+    last = (evaluator.last(model) if isinstance(evaluator, TaskEvaluator) and evaluator.tasks is run.tasks
+            else None)
+    emb, run.task_metrics = last or zero_shot_tasks(model, tok, run.tasks)
 
     def probe(t, task):  # trained on a fresh draw of the task, tested on the zero-shot images
         train = make_task(t, p.eval_n, run.seed + PROBE_SEED_OFFSET, p.image_size, dev)

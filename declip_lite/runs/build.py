@@ -10,7 +10,7 @@ import torch
 
 from ..data.loader import PairBatches, shapecaps_tokenizer
 from ..data.shapecaps import ShapeCaps, make_tasks
-from ..evaluate import evaluate_tasks
+from ..evaluate import TaskEvaluator
 from ..filtering import keep_matched
 from ..models.clip import CLIPModel, model_config
 from ..objectives import make_objective
@@ -71,7 +71,7 @@ def make_trainer(dataset, tokenizer, method="clip", preset="smoke", tasks=None, 
                                eval_every=preset.eval_every,
                                **sections({f"train.{k}": v
                                            for k, v in (train_overrides or {}).items()})["train"])
-    evaluator = (lambda m: evaluate_tasks(m, tokenizer, tasks)) if tasks else None
+    evaluator = TaskEvaluator(tokenizer, tasks) if tasks else None
     return Trainer(CLIPModel(config), objective, batches, train_config, evaluator=evaluator, device=device)
 
 
