@@ -23,7 +23,7 @@ PY=${PYTHON:-python3}
 if "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2>/dev/null; then
   DEVICE=cuda; DEFAULTS=(gpu 14 240 540 "04 05 06 07 08 09 00 01 02 03" "--rounds 5 --steps 10" "04 05 06 07 09 00 01 02 03")
 else  # the smoke check: one short run, one notebook, one round of two methods
-  DEVICE=cpu; DEFAULTS=(smoke 1 1 600 "00" "--rounds 1 --steps 1 --methods clip declip --eval-n 200 --quick" none)
+  DEVICE=cpu; DEFAULTS=(smoke 1 1 600 "00" "--rounds 1 --steps 1 --methods clip declip --eval-n 64 --quick" none)
 fi
 SCALE=${SCALE:-${DEFAULTS[0]}}; JOBS=${JOBS:-${DEFAULTS[1]}}; BUDGET=${BUDGET:-${DEFAULTS[2]}}
 LIMIT=${LIMIT:-${DEFAULTS[3]}}; NOTEBOOKS=${NOTEBOOKS:-${DEFAULTS[4]}}; BENCH_ARGS=${BENCH_ARGS:-${DEFAULTS[5]}}
