@@ -12,8 +12,8 @@ CHROMIUM ?= /usr/bin/chromium
 # uv installs the 5.5 GB torch, unpacking in parallel; it reads the indexes pip is configured with (a local
 # mirror) and PyPI. Bytecode is written as modules are first imported: these machines set
 # PYTHONDONTWRITEBYTECODE, which would make every process compile torch again (19.5 s of CPU per import
-# against 8.0, results/checks/import_costs.json); compiling only what is imported costs 18 s of CPU
-# against 57 s for the whole venv at install (results/checks/setup_costs.json)
+# against 8.0, results/checks/import_costs.json). Compiled at install instead, the venv costs 67 s of CPU
+# against 4 s, and the first import 10.5 s against 21 s (results/checks/setup_costs.json)
 unexport PYTHONDONTWRITEBYTECODE
 EXTRA_INDEXES = $(foreach url,$(shell $(PYTHON) -m pip config get global.extra-index-url 2>/dev/null),--extra-index-url $(url))
 UV := $(BIN)/uv pip install -q --python $(BIN)/python --index-strategy unsafe-best-match $(EXTRA_INDEXES)

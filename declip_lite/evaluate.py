@@ -159,9 +159,15 @@ def zero_shot_tasks(model, tokenizer, tasks):
     return emb, {t: zero_shot(model, tokenizer, task, image_emb=emb[t]) for t, task in tasks.items()}
 
 
+def top1_and_mean(metrics):
+    """{task: top-1} of each task's metrics, plus their mean; the compact form the Trainer logs."""
+    scores = {t: m["top1"] for t, m in metrics.items()}
+    return {**scores, "mean": sum(scores.values()) / len(scores)}
+
+
 def evaluate_tasks(model, tokenizer, tasks):
-    """{task: top-1} for every task plus their mean; the compact form the Trainer logs."""
-    return TaskEvaluator(tokenizer, tasks)(model)
+    """{task: top-1} for every task plus their mean (:func:`top1_and_mean`)."""
+    return top1_and_mean(zero_shot_tasks(model, tokenizer, tasks)[1])
 
 
 class TaskEvaluator:
@@ -175,8 +181,7 @@ class TaskEvaluator:
     def __call__(self, model):
         emb, metrics = zero_shot_tasks(model, self.tokenizer, self.tasks)
         self._last = [w.detach().clone() for w in model.state_dict().values()], emb, metrics
-        scores = {t: m["top1"] for t, m in metrics.items()}
-        return {**scores, "mean": sum(scores.values()) / len(scores)}
+        return top1_and_mean(metrics)
 
     def last(self, model):
         """(image embeddings, metrics) of the last evaluation if ``model``'s weights are still those;
