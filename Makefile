@@ -32,8 +32,10 @@ browser:  ## Debian's chromium for the JupyterLab browser test: installed where 
 	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "chromium is not installed and apt-get cannot run here: the browser test will be skipped"; }
 
-# one process imports what every test process imports, writing its bytecode once, before the workers start
-WARM := $(BIN)/python -c "import torch._dynamo, declip_lite.experiments, papermill, matplotlib.pyplot"
+# what every test process imports, imported once before the workers start, so its bytecode is written once:
+# torch in one process, Jupyter's and matplotlib's side in another, beside it (one core each)
+WARM_TORCH := $(BIN)/python -c "import torch._dynamo, declip_lite.experiments"
+WARM_JUPYTER := $(BIN)/python -c "import papermill, nbformat, matplotlib.pyplot"
 
 run: setup  ## execute notebooks/*.ipynb in order into runs/ (SMOKE=1 for the quick presets)
 	$(BIN)/python notebooks/run.py --out runs $(if $(SMOKE),--smoke,) $(RUN_ARGS)
@@ -43,7 +45,8 @@ run: setup  ## execute notebooks/*.ipynb in order into runs/ (SMOKE=1 for the qu
 # ones; the 12 slowest are named at the end
 test:
 	$(MAKE) -j2 --no-print-directory setup browser  # apt's chromium downloads while pip installs
-	$(WARM) & $(BIN)/ruff check . && wait $$!  # pyflakes, pycodestyle and the 110-character limit (pyproject.toml)
+	$(WARM_TORCH) & torch=$$!; $(WARM_JUPYTER) & jupyter=$$!; \
+	  $(BIN)/ruff check . && wait $$torch && wait $$jupyter  # ruff: pyflakes, pycodestyle, 110 characters a line
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n $$(( $$(nproc) + 1 )) --dist worksteal --durations=12
 
 lab: setup  ## JupyterLab on the repository (README, data, results reachable), opened at notebooks/

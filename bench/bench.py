@@ -55,10 +55,14 @@ def images_per_second(size, device, n):
     return n / best
 
 
-def trainer(method, device, fast, model="rn-tiny"):
-    """A fresh run's Trainer at the reproduction's setting (2,000 pairs, batch 128)."""
-    return experiments.build(method, "cpu", 0, device=device, eval_n=8, model=model, pairs=2000,
-                             train_overrides={"fast": fast}).trainer
+SETTING = dict(pairs=2000)  # the reproduction's (the cpu preset's batch, 128)
+QUICK = dict(pairs=64, batch_size=16)  # --quick: a check that it runs, at a few milliseconds a step
+
+
+def trainer(method, device, fast, model="rn-tiny", setting=SETTING):
+    """A fresh run's Trainer at ``setting`` (default the reproduction's: 2,000 pairs, batch 128)."""
+    return experiments.build(method, "cpu", 0, device=device, eval_n=8, model=model,
+                             train_overrides={"fast": fast}, **setting).trainer
 
 
 def ops_per_step(fn, steps=3):
@@ -134,7 +138,7 @@ def group_ops(methods=("clip", "declip", "slip", "filip", "clip_vit"), sizes=(1,
 GROUP_SIZES = {"clip": (1, 3, 16, 43), "declip": (3, 19), "slip": (3,)}
 
 
-def group_step(device, sizes, steps):
+def group_step(device, sizes, steps, setting=SETTING):
     """``{method: {K: {ms_per_run_step, peak_mib}}}``: the group step of K runs (``train.group``: batches
     made as one, the vmapped update; bf16 autocast on CUDA) at the reproduction's setting (2,000
     pairs, batch 128), timed over ``steps`` steps after two; on a GPU between CUDA events."""
@@ -144,7 +148,7 @@ def group_step(device, sizes, steps):
     for method, ks in sizes.items():
         for k in ks:
             group = GroupTrainer([experiments.build(method, "cpu", s, device=device, eval_n=8,
-                                                    pairs=2000).trainer
+                                                    **setting).trainer
                                   for s in range(k)])
             for _ in range(2):
                 group.train_step()
@@ -163,13 +167,13 @@ def group_step(device, sizes, steps):
     return out
 
 
-def analysis_seconds(device, eval_n=2000, rounds=3):
+def analysis_seconds(device, eval_n=2000, rounds=3, setting=SETTING):
     """Seconds to evaluate and analyse one finished run at the gpu scale's ``eval_n``: the final
     zero-shot evaluation, one-prompt zero-shot, linear probes (their training draws rendered),
     transfer, as ``reproduce`` does after every run (best of ``rounds``)."""
     from declip_lite.runs.analysis import result
 
-    run = experiments.build("clip", "cpu", 0, device=device, pairs=2000, eval_n=eval_n)
+    run = experiments.build("clip", "cpu", 0, device=device, eval_n=eval_n, **setting)
     best = float("inf")
     for _ in range(rounds):
         _sync(device)
@@ -181,25 +185,25 @@ def analysis_seconds(device, eval_n=2000, rounds=3):
     return best
 
 
-def open_clip_step(device, preset, tokenizer):
-    """One step of open_clip's CLIP + ClipLoss + AdamW at vit-tiny's architecture, on ready tensors
-    (no batch making: this favours open_clip). None when open_clip is not installed."""
+def open_clip_step(device, batch_size, tokenizer):
+    """One step of ``batch_size`` pairs of open_clip's CLIP + ClipLoss + AdamW at vit-tiny's
+    architecture, on ready tensors (no batch making: this favours open_clip). None when open_clip is
+    not installed."""
     try:
         import open_clip
     except ImportError:
         return None
-    cfg, p = model_config("vit-tiny", vocab_size=tokenizer.vocab_size,
-                          context_length=tokenizer.context_length), experiments.PRESETS[preset]
+    cfg = model_config("vit-tiny", vocab_size=tokenizer.vocab_size, context_length=tokenizer.context_length)
     vocab_size = tokenizer.vocab_size
     model = open_clip.model.CLIP(cfg.embed_dim, open_clip.model.CLIPVisionCfg(
         layers=cfg.vit_layers, width=cfg.vit_width, head_width=cfg.vit_width // cfg.vit_heads,
         patch_size=cfg.vit_patch, image_size=cfg.image_size), open_clip.model.CLIPTextCfg(
         context_length=cfg.context_length, vocab_size=vocab_size, width=cfg.text_width, heads=cfg.text_heads,
         layers=cfg.text_layers)).to(device)
-    loss, opt = open_clip.loss.ClipLoss(), torch.optim.AdamW(model.parameters(), lr=p.lr, betas=(0.9, 0.98),
-                                                             eps=1e-8)
-    images = torch.rand(p.batch_size, 3, cfg.image_size, cfg.image_size, device=device)
-    tokens = torch.randint(1, vocab_size, (p.batch_size, cfg.context_length), device=device)
+    loss = open_clip.loss.ClipLoss()
+    opt = torch.optim.AdamW(model.parameters(), lr=experiments.PRESETS["cpu"].lr, betas=(0.9, 0.98), eps=1e-8)
+    images = torch.rand(batch_size, 3, cfg.image_size, cfg.image_size, device=device)
+    tokens = torch.randint(1, vocab_size, (batch_size, cfg.context_length), device=device)
 
     def step():
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -245,7 +249,7 @@ def main():
     parser.add_argument("--depth-only", action="store_true", help="only notebook 08's text-depth step times")
     parser.add_argument("--quick", action="store_true",
                         help="a check that it runs, not a measurement: 200 images a size, one analysis, "
-                             "one step")
+                             "one step, at batch 16 on 64 pairs")
     args = parser.parse_args()
     device = pick_device(args.device)
     if args.depth_only:
@@ -260,16 +264,20 @@ def main():
     for size in (32, 64, 128):
         result[f"images_per_s_{size}px"] = images_per_second(size, device, n if size < 128 else n // 4)
     result["group_ops"] = group_ops(("clip",), (1, 2)) if args.quick else group_ops()
+    setting = QUICK if args.quick else SETTING
+    batch = setting.get("batch_size", experiments.PRESETS["cpu"].batch_size)
     result["group_step"] = group_step(device, {"clip": (1, 2)} if args.quick else GROUP_SIZES if cuda
-                                      else {"clip": (1, 4)}, 1 if args.quick else args.steps)
-    result["analysis_s"] = analysis_seconds(device, args.eval_n, rounds=1 if args.quick else 3)
+                                      else {"clip": (1, 4)}, 1 if args.quick else args.steps, setting)
+    result["analysis_s"] = analysis_seconds(device, args.eval_n, 1 if args.quick else 3, setting)
     result["analysis_eval_n"] = args.eval_n
     # the CUDA graph needs CUDA; built as fast="auto", so a capture that fails trains eagerly (graphed: false)
     paths = {"eager": "eager", "graph": "auto"} if cuda else {"eager": "eager"}
     fast = list(paths)[-1]
     methods = args.methods or objective_names()
-    trainers = {(m, p): trainer(m, device, mode) for m in methods for p, mode in paths.items()}
-    trainers.update({("clip_vit", p): trainer("clip", device, mode, "vit-tiny") for p, mode in paths.items()})
+    trainers = {(m, p): trainer(m, device, mode, setting=setting)
+                for m in methods for p, mode in paths.items()}
+    trainers.update({("clip_vit", p): trainer("clip", device, mode, "vit-tiny", setting)
+                     for p, mode in paths.items()})
     per_method = {}
     for (m, p), t in trainers.items():
         per_method.setdefault(m, {})[f"{p}_ops"] = ops_per_step(t.train_step, 1 if args.quick else 3)
@@ -277,11 +285,10 @@ def main():
     for m in per_method:
         per_method[m]["graph_host_ops_projected"] = batch_ops(trainers[(m, fast)])
     steps = {f"{m}/{p}": t.train_step for (m, p), t in trainers.items()}
-    theirs = open_clip_step(device, "cpu", shapecaps_tokenizer())
+    theirs = open_clip_step(device, batch, shapecaps_tokenizer())
     if theirs is not None:
         steps["open_clip_vit"] = theirs
     seconds = interleaved(steps, device, args.rounds, args.steps)
-    batch = experiments.PRESETS["cpu"].batch_size
     for key, times in seconds.items():
         m, _, p = key.partition("/")
         per_method.setdefault(m, {})[f"{p or 'eager'}_s"] = median(times)

@@ -18,7 +18,7 @@ import sys
 import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-IMPORTS = "import torch._dynamo, declip_lite.experiments, papermill, matplotlib.pyplot"  # the Makefile's WARM
+IMPORTS = "import torch._dynamo, declip_lite.experiments, papermill, matplotlib.pyplot"  # Makefile's WARM_*
 
 
 def cpu_seconds(cmd, env=None):

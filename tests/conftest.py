@@ -26,17 +26,40 @@ def shared_runs(tmp_path_factory, worker_id):
     return (base.parent if worker_id != "master" else base) / "shared-runs"
 
 
-LONGEST = ("test_make_reproduce_smoke", "test_the_gpu_check_runs",  # a minute or more each, in subprocesses
-           "test_a_run_killed_anywhere")
+# seconds of the slowest tests in `make test` on 2 cores (--durations), the browser tests together (they
+# share one JupyterLab): only a scheduling hint, a test missing here counts as quick
+SLOW = {"test_browser": 170, "test_make_reproduce_smoke": 135, "test_the_gpu_check_runs": 105,
+        "[08_clip_benchmark]": 55, "test_two_grids_at_once": 45, "test_a_record_is_the_same_whatever": 40,
+        "test_a_run_killed_anywhere": 32, "[04_multi_view]": 32, "[### Runs and records]": 30,
+        "[02_image_self_supervision]": 28, "test_workers_die_with": 27, "[03_text_self_supervision]": 20}
+
+
+def _seconds(item):
+    return next((s for key, s in SLOW.items() if key in item.nodeid), 0)
 
 
 def pytest_collection_modifyitems(items):
-    """The browser test and the three longest first, then the notebooks, the later (heavier) ones
-    first: longest first, so that with ``--dist worksteal`` (make test), where an idle worker takes
-    queued tests from a busy one, the workers finish together."""
-    def order(item):
-        if item.module.__name__.endswith("test_browser") or item.name.startswith(LONGEST):
-            return (0, 0)
-        notebook = item.callspec.params.get("notebook") if hasattr(item, "callspec") else None
-        return (1, -int(notebook.stem[:2])) if notebook is not None else (2, 0)
-    items.sort(key=order)
+    """Under ``--dist worksteal`` (make test) each of the W workers is first sent a contiguous
+    share of the collection (n // W, then the rest split alike) and an idle worker then takes the
+    tail of a busy one's queue. So the slow tests are dealt out longest first, each to the share
+    with the least work so far, and lead their shares: every worker starts on its slowest tests
+    and the workers finish together. The browser tests stay in one share (one JupyterLab)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    blocks = {}
+    for item in items:
+        key = "test_browser" if item.module.__name__.endswith("test_browser") else item.nodeid
+        blocks.setdefault(key, []).append(item)
+    slow = sorted((b for b in blocks.values() if _seconds(b[0])), key=lambda b: -sum(map(_seconds, b)))
+    shares, work = [[] for _ in range(workers)], [0] * workers
+    for block in slow:
+        i = work.index(min(work))
+        shares[i] += block
+        work[i] += sum(map(_seconds, block))
+    quick = iter(item for block in blocks.values() if not _seconds(block[0]) for item in block)
+    left = len(items)
+    for i, share in enumerate(shares):  # fill each share to the size the scheduler will send it
+        size = left // (workers - i)
+        share += [next(quick) for _ in range(max(0, size - len(share)))]
+        left -= len(share)
+    shares[-1] += list(quick)
+    items[:] = [item for share in shares for item in share]
