@@ -1,3 +1,4 @@
+import itertools
 import os
 
 import pytest
@@ -42,24 +43,24 @@ def pytest_collection_modifyitems(items):
     """Under ``--dist worksteal`` (make test) each of the W workers is first sent a contiguous
     share of the collection (n // W, then the rest split alike) and an idle worker then takes the
     tail of a busy one's queue. So the slow tests are dealt out longest first, each to the share
-    with the least work so far, and lead their shares: every worker starts on its slowest tests
-    and the workers finish together. The browser tests stay in one share (one JupyterLab)."""
+    with the least work so far, and lead their shares: each worker starts on its own slow tests
+    instead of one worker holding them all. The browser tests stay in one share (one JupyterLab)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     blocks = {}
     for item in items:
         key = "test_browser" if item.module.__name__.endswith("test_browser") else item.nodeid
         blocks.setdefault(key, []).append(item)
-    slow = sorted((b for b in blocks.values() if _seconds(b[0])), key=lambda b: -sum(map(_seconds, b)))
+    slow = sorted((b for b in blocks.values() if _seconds(b[0])), key=lambda b: -_seconds(b[0]))
     shares, work = [[] for _ in range(workers)], [0] * workers
     for block in slow:
         i = work.index(min(work))
         shares[i] += block
-        work[i] += sum(map(_seconds, block))
+        work[i] += _seconds(block[0])
     quick = iter(item for block in blocks.values() if not _seconds(block[0]) for item in block)
     left = len(items)
     for i, share in enumerate(shares):  # fill each share to the size the scheduler will send it
         size = left // (workers - i)
-        share += [next(quick) for _ in range(max(0, size - len(share)))]
+        share += itertools.islice(quick, max(0, size - len(share)))
         left -= len(share)
     shares[-1] += list(quick)
     items[:] = [item for share in shares for item in share]
