@@ -1,9 +1,10 @@
 """Benchmarks: ShapeCaps images/s; for every registered objective the operators the host
 dispatches per step and the step time, eager and (on CUDA) as one CUDA graph; a group of K runs
-trained as one step (``train.group``): its operators per run-step, its time and memory; the DeCLIP/CLIP
-step-time ratio; our CLIP step against open_clip's (CLIP + ClipLoss + AdamW at vit-tiny's
-architecture); the analysis of one finished run. Every step is timed in turn, round after round,
-in one process (a shared machine drifts). The reproduction's setting: 2,000 pairs, batch 128.
+trained as one step (``train.group``): its operators per run-step, its time and memory; groups
+stepped in sequence against each on its own CUDA stream; the DeCLIP/CLIP step-time ratio; our CLIP
+step against open_clip's (CLIP + ClipLoss + AdamW at vit-tiny's architecture); the analysis of one
+finished run. Every step is timed in turn, round after round, in one process (a shared machine
+drifts). The reproduction's setting: 2,000 pairs, batch 128.
 
     python bench/bench.py [--device cpu|cuda] [--out results/bench/bench_cpu.json]
     python bench/bench.py --depth-only [--device cuda]   # notebook 08's text-depth step times alone
@@ -167,6 +168,40 @@ def group_step(device, sizes, steps, setting=SETTING):
     return out
 
 
+def group_streams(device, groups, k, steps, rounds, setting=SETTING, method="clip"):
+    """Do groups overlap on one GPU from one process? ``groups`` groups of ``k`` CLIP runs each
+    (``train.group``; on CUDA each group step one captured graph), stepped one group after another
+    on one stream, and each group on its own CUDA stream, timed in turn (``interleaved``):
+    ``{sequence_ms, streams_ms}`` per step of all the groups, and each round's streams/sequence
+    ratio. On a CPU there are no streams: both are the sequence (a check that it runs)."""
+    from declip_lite.train.group import GroupTrainer
+
+    trainers = [GroupTrainer([experiments.build(method, "cpu", g * k + s, device=device, eval_n=8,
+                                                **setting).trainer for s in range(k)]) for g in range(groups)]
+    streams = [torch.cuda.Stream(device) if device.type == "cuda" else None for _ in trainers]
+
+    def in_sequence():
+        for group in trainers:
+            group.train_step()
+
+    def on_streams():
+        here = torch.cuda.current_stream(device) if device.type == "cuda" else None
+        for group, stream in zip(trainers, streams):
+            if stream is not None:
+                stream.wait_stream(here)  # each group's step after the last round's, as in sequence
+            with torch.cuda.stream(stream):  # None: no-op
+                group.train_step()
+        for stream in streams:
+            if stream is not None:
+                here.wait_stream(stream)
+
+    seconds = interleaved({"sequence": in_sequence, "streams": on_streams}, device, rounds, steps)
+    ratios = [b / a for a, b in zip(seconds["sequence"], seconds["streams"])]
+    return {"groups": groups, "k": k, "sequence_ms": 1e3 * median(seconds["sequence"]),
+            "streams_ms": 1e3 * median(seconds["streams"]), "streams_over_sequence": median(ratios),
+            "streams_over_sequence_range": [min(ratios), max(ratios)]}
+
+
 def analysis_seconds(device, eval_n=2000, rounds=3, setting=SETTING):
     """Seconds to evaluate and analyse one finished run at the gpu scale's ``eval_n``: the final
     zero-shot evaluation, one-prompt zero-shot, linear probes (their training draws rendered),
@@ -268,6 +303,11 @@ def main():
     batch = setting.get("batch_size", experiments.PRESETS["cpu"].batch_size)
     result["group_step"] = group_step(device, {"clip": (1, 2)} if args.quick else GROUP_SIZES if cuda
                                       else {"clip": (1, 4)}, 1 if args.quick else args.steps, setting)
+    overlap = (4, 3, args.steps, args.rounds) if cuda and not args.quick else (2, 2, 1, 1)  # CPU: no streams
+    try:  # a failure here is a finding for the one GPU call, not a lost bench
+        result["group_streams"] = group_streams(device, *overlap, setting)
+    except Exception as e:
+        result["group_streams"] = {"error": f"{type(e).__name__}: {e}"}
     result["analysis_s"] = analysis_seconds(device, args.eval_n, 1 if args.quick else 3, setting)
     result["analysis_eval_n"] = args.eval_n
     # the CUDA graph needs CUDA; built as fast="auto", so a capture that fails trains eagerly (graphed: false)

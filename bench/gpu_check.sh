@@ -6,7 +6,8 @@
 #   1. the captured step against eager (tests/test_graphed.py): if a graph disagrees, the rest trains
 #      eagerly; a step that cannot be captured trains eagerly by itself (the Trainer's fallback)
 #   2. bench/bench.py on the device (operators and step time per method, eager and graphed; the group
-#      step of K runs: operators, ms per run-step and peak memory at the gpu scale's group sizes)
+#      step of K runs: operators, ms per run-step and peak memory at the gpu scale's group sizes; four
+#      groups of 3 stepped in sequence against each on its own CUDA stream, from one process)
 #   3. reproduce --scale $SCALE with a budget (no run starts after it; on CUDA the runs of one step
 #      signature as one vmapped step, --group auto), each run against its shipped record; notebooks in
 #      default mode beside it

@@ -28,6 +28,7 @@ def test_the_gpu_check_runs_at_smoke_scale_on_a_cpu_and_brings_back_eight_files(
                      "notebooks_default.json", "notebooks_smoke.json", "parity.log", "results.tgz"]
     bench = json.loads((tmp_path / "out" / "bench_cpu.json").read_text())
     assert bench["methods"]["clip"]["eager_ops"] > bench["methods"]["clip"]["graph_host_ops_projected"] > 0
+    assert bench["group_streams"]["sequence_ms"] > 0 and bench["group_streams"]["streams_ms"] > 0  # no error
     # the suite's one smoke run of notebook 00 (test_notebooks.IN_GPU_CHECK)
     assert (json.loads((tmp_path / "out" / "notebooks_smoke.json").read_text())
             ["notebooks"]["00_the_data"]["outcome"] == "ok")
