@@ -139,18 +139,22 @@ def group_ops(methods=("clip", "declip", "slip", "filip", "clip_vit"), sizes=(1,
 GROUP_SIZES = {"clip": (1, 3, 16, 43), "declip": (3, 19), "slip": (3,)}
 
 
-def group_step(device, sizes, steps, setting=SETTING):
-    """``{method: {K: {ms_per_run_step, peak_mib}}}``: the group step of K runs (``train.group``: batches
-    made as one, the vmapped update; bf16 autocast on CUDA) at the reproduction's setting (2,000
-    pairs, batch 128), timed over ``steps`` steps after two; on a GPU between CUDA events."""
+def group_of(method, seeds, device, setting):
+    """A GroupTrainer (``train.group``) of fresh ``method`` runs of ``seeds`` at ``setting``."""
     from declip_lite.train.group import GroupTrainer
 
+    return GroupTrainer([experiments.build(method, "cpu", s, device=device, eval_n=8, **setting).trainer
+                         for s in seeds])
+
+
+def group_step(device, sizes, steps, setting=SETTING):
+    """``{method: {K: {ms_per_run_step, peak_mib}}}``: the group step of K runs (``train.group``: batches
+    made as one, the vmapped update; bf16 autocast on CUDA) at ``setting`` (default the reproduction's:
+    2,000 pairs, batch 128), timed over ``steps`` steps after two; on a GPU between CUDA events."""
     out = {}
     for method, ks in sizes.items():
         for k in ks:
-            group = GroupTrainer([experiments.build(method, "cpu", s, device=device, eval_n=8,
-                                                    **setting).trainer
-                                  for s in range(k)])
+            group = group_of(method, range(k), device, setting)
             for _ in range(2):
                 group.train_step()
             if device.type == "cuda":
@@ -168,16 +172,13 @@ def group_step(device, sizes, steps, setting=SETTING):
     return out
 
 
-def group_streams(device, groups, k, steps, rounds, setting=SETTING, method="clip"):
+def group_streams(device, groups, k, steps, rounds, setting=SETTING):
     """Do groups overlap on one GPU from one process? ``groups`` groups of ``k`` CLIP runs each
     (``train.group``; on CUDA each group step one captured graph), stepped one group after another
     on one stream, and each group on its own CUDA stream, timed in turn (``interleaved``):
     ``{sequence_ms, streams_ms}`` per step of all the groups, and each round's streams/sequence
     ratio. On a CPU there are no streams: both are the sequence (a check that it runs)."""
-    from declip_lite.train.group import GroupTrainer
-
-    trainers = [GroupTrainer([experiments.build(method, "cpu", g * k + s, device=device, eval_n=8,
-                                                **setting).trainer for s in range(k)]) for g in range(groups)]
+    trainers = [group_of("clip", range(g * k, (g + 1) * k), device, setting) for g in range(groups)]
     streams = [torch.cuda.Stream(device) if device.type == "cuda" else None for _ in trainers]
 
     def in_sequence():
