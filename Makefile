@@ -18,10 +18,13 @@ unexport PYTHONDONTWRITEBYTECODE
 EXTRA_INDEXES = $(foreach url,$(shell $(PYTHON) -m pip config get global.extra-index-url 2>/dev/null),--extra-index-url $(url))
 UV := $(BIN)/uv pip install -q --python $(BIN)/python --index-strategy unsafe-best-match $(EXTRA_INDEXES)
 
+# jsonschema 4.24.0, the last before its format checker imports rfc3987-syntax, which builds 39 Lark
+# grammars at import: 3.4 s of CPU in every process that imports nbformat, papermill or Jupyter's server
+# (each pytest worker, the notebook runner, `make lab`), against 0.1 s
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q uv
-	$(UV) torch==2.14.1 torchvision==0.29.1 -e ".[notebooks,test,real]"
+	$(UV) torch==2.14.1 torchvision==0.29.1 jsonschema==4.24.0 -e ".[notebooks,test,real]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "declip-lite (.venv)" >/dev/null
 	touch $(STAMP)
 
