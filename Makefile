@@ -43,14 +43,15 @@ WARM_JUPYTER := $(BIN)/python -c "import papermill, nbformat, matplotlib.pyplot"
 run: setup  ## execute notebooks/*.ipynb in order into runs/ (SMOKE=1 for the quick presets)
 	$(BIN)/python notebooks/run.py --out runs $(if $(SMOKE),--smoke,) $(RUN_ARGS)
 
-# pytest: a 1-thread worker per core and one more (tests that wait on a kernel, a browser or a subprocess
-# leave a core idle: 12 min 43 s against 14 min 27 s on 2 cores); idle workers take queued tests from busy
-# ones; the 12 slowest are named at the end
+# pytest: a 1-thread worker per core. The tests that wait, wait on a kernel, a browser or a subprocess that
+# keeps the core busy, so a third worker on 2 cores only contended: a fresh-clone CI took 9 min 40 s with
+# three (1,110 CPU-s) and 8 min 34 s with two (960 CPU-s; results/checks/ci_fresh_clone.json). Idle workers
+# take queued tests from busy ones; the 12 slowest are named at the end
 test:
 	$(MAKE) -j2 --no-print-directory setup browser  # apt's chromium downloads while pip installs
 	$(WARM_TORCH) & torch=$$!; $(WARM_JUPYTER) & jupyter=$$!; \
 	  $(BIN)/ruff check . && wait $$torch && wait $$jupyter  # ruff: pyflakes, pycodestyle, 110 characters a line
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n $$(( $$(nproc) + 1 )) --dist worksteal --durations=12
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n $$(nproc) --dist worksteal --durations=12
 
 lab: setup  ## JupyterLab on the repository (README, data, results reachable), opened at notebooks/
 	env -u MPLBACKEND $(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" \

@@ -23,7 +23,7 @@ from PIL import Image
 from declip_lite import experiments, notebook
 from declip_lite.data.captioned import BadInput, CaptionedImages, read_csv, read_webdataset
 from declip_lite.text.tokenizer import BPETokenizer
-from declip_lite.checkpoint import RunLock
+from declip_lite.checkpoint import RunLock, save_json
 from declip_lite.runs import pool
 from declip_lite.train import CHECKPOINT_VERSION
 from processes import alive, descendants, default_sigint
@@ -357,21 +357,20 @@ def test_every_json_the_package_writes_is_fsynced_with_its_folder(tmp_path, monk
 
 
 
-WRITER = """
-import sys
-from declip_lite.checkpoint import save_json
-for i in range(80):
-    save_json({"writer": sys.argv[2], "rows": list(range(2000))}, sys.argv[1])
-"""
+def _write_80_times(path, writer):
+    for _ in range(80):
+        save_json({"writer": writer, "rows": list(range(2000))}, path)
 
 
 def test_two_processes_writing_one_json_take_turns(tmp_path):
     """Two reproductions at once write the same records and summary (the soak found one failing)."""
     path = str(tmp_path / "summary.json")
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, path, name], stderr=subprocess.PIPE, text=True)
-               for name in "ab"]
-    errors = [w.communicate()[1] for w in writers]
-    assert [w.returncode for w in writers] == [0, 0], errors
+    writers = [pool.worker_context().Process(target=_write_80_times, args=(path, name)) for name in "ab"]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(60)
+    assert [w.exitcode for w in writers] == [0, 0]  # a failed write's traceback is on stderr
     assert json.loads(pathlib.Path(path).read_text())["rows"] == list(range(2000))
     assert not (tmp_path / "summary.json.tmp").exists()
 
