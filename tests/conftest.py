@@ -29,7 +29,7 @@ def shared_runs(tmp_path_factory, worker_id):
 
 # seconds of the slowest tests in `make test` on 2 cores (--durations), the browser tests together (they
 # share one JupyterLab): only a scheduling hint, a test missing here counts as quick
-SLOW = {"test_browser": 170, "test_make_reproduce_smoke": 200, "test_the_gpu_check_runs": 105,
+SLOW = {"test_browser": 170, "test_make_reproduce_smoke": 206, "test_the_gpu_check_runs": 105,
         "[08_clip_benchmark]": 55, "test_two_grids_at_once": 45, "test_a_record_is_the_same_whatever": 40,
         "test_a_run_killed_anywhere": 32, "[04_multi_view]": 32, "[### Runs and records]": 30,
         "[02_image_self_supervision]": 28, "test_workers_die_with": 27, "[03_text_self_supervision]": 20}

@@ -42,9 +42,8 @@ def test_the_gpu_check_runs_at_smoke_scale_on_a_cpu_and_brings_back_eight_files(
 def test_make_reproduce_smoke_writes_every_record_and_resumes_without_training(tmp_path, monkeypatch,
                                                                                 shared_runs):
     out, runs = tmp_path / "results", shared_runs  # the notebooks' smoke tests train many of these runs too
-    # runs of one signature: one step; trained in the CLI's own process (JOBS=1: no fork server, whose torch
-    # import costs 6 s of CPU; the pool's records are test_reproduce's), beside the suite's other workers
-    done = subprocess.run(["make", "-s", "reproduce", "SCALE=smoke", "JOBS=1",
+    # runs of one signature: one step
+    done = subprocess.run(["make", "-s", "reproduce", "SCALE=smoke", "JOBS=2",
                            f"REPRODUCE_ARGS=--out {out} --runs-dir {runs} --group on"], cwd=ROOT,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
