@@ -21,7 +21,7 @@ assert where.is_relative_to(pathlib.Path(sys.prefix).resolve()), where  # the wh
 tokenizer = shapecaps_tokenizer()
 config = model_config("rn-tiny", vocab_size=tokenizer.vocab_size)
 declip = make_objective("declip", config, tokenizer.vocab_size)
-run = experiments.train("clip", "smoke", 0, runs_dir="runs", device="cpu", steps=20, eval_n=64)
+run = experiments.train("clip", "smoke", 0, runs_dir="runs", device="cpu", steps=20, batch_size=32, eval_n=64)
 assert run.trainer.step == 20 and 0 <= run.record.zero_shot["mean"] <= 1
 try:
     notebook.setup(SMOKE=False, SEED=0, DEVICE="cpu", RESULTS="auto", SHIPPED="../results")
