@@ -44,9 +44,10 @@ run: setup  ## execute notebooks/*.ipynb in order into runs/ (SMOKE=1 for the qu
 	$(BIN)/python notebooks/run.py --out runs $(if $(SMOKE),--smoke,) $(RUN_ARGS)
 
 # pytest: a 1-thread worker per core. The tests that wait, wait on a kernel, a browser or a subprocess that
-# keeps the core busy, so a third worker on 2 cores only contended: a fresh-clone CI took 9 min 40 s with
-# three (1,110 CPU-s) and 8 min 34 s with two (960 CPU-s; results/checks/ci_fresh_clone.json). Idle workers
-# take queued tests from busy ones; the 12 slowest are named at the end
+# keeps the core busy, so a third worker on 2 cores only contended: one suite's fresh-clone CI, run twice in a
+# row, took 9 min 24 s with two workers and 9 min 48 s (70 CPU-s more) with three, and each of the day's three
+# runs with two beat each of its three with three (results/checks/ci_fresh_clone.json). Idle workers take
+# queued tests from busy ones; the 12 slowest are named at the end
 test:
 	$(MAKE) -j2 --no-print-directory setup browser  # apt's chromium downloads while pip installs
 	$(WARM_TORCH) & torch=$$!; $(WARM_JUPYTER) & jupyter=$$!; \
