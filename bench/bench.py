@@ -60,10 +60,11 @@ SETTING = dict(pairs=2000)  # the reproduction's (the cpu preset's batch, 128)
 QUICK = dict(pairs=64, batch_size=16)  # --quick: a check that it runs, at a few milliseconds a step
 
 
-def trainer(method, device, fast, model="rn-tiny", setting=SETTING):
-    """A fresh run's Trainer at ``setting`` (default the reproduction's: 2,000 pairs, batch 128)."""
-    return experiments.build(method, "cpu", 0, device=device, eval_n=8, model=model,
-                             train_overrides={"fast": fast}, **setting).trainer
+def trainer(method, device, fast=None, model="rn-tiny", setting=SETTING, seed=0):
+    """A fresh run's Trainer at ``setting`` (default the reproduction's: 2,000 pairs, batch 128);
+    ``fast``: its ``TrainConfig.fast`` (None: the default, $DECLIP_LITE_FAST or "auto")."""
+    return experiments.build(method, "cpu", seed, device=device, eval_n=8, model=model,
+                             train_overrides={"fast": fast} if fast else None, **setting).trainer
 
 
 def ops_per_step(fn, steps=3):
@@ -143,8 +144,7 @@ def group_of(method, seeds, device, setting):
     """A GroupTrainer (``train.group``) of fresh ``method`` runs of ``seeds`` at ``setting``."""
     from declip_lite.train.group import GroupTrainer
 
-    return GroupTrainer([experiments.build(method, "cpu", s, device=device, eval_n=8, **setting).trainer
-                         for s in seeds])
+    return GroupTrainer([trainer(method, device, setting=setting, seed=s) for s in seeds])
 
 
 def group_step(device, sizes, steps, setting=SETTING):
