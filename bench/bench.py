@@ -237,7 +237,8 @@ def open_clip_step(device, batch_size, tokenizer):
         context_length=cfg.context_length, vocab_size=vocab_size, width=cfg.text_width, heads=cfg.text_heads,
         layers=cfg.text_layers)).to(device)
     loss = open_clip.loss.ClipLoss()
-    opt = torch.optim.AdamW(model.parameters(), lr=experiments.PRESETS["cpu"].lr, betas=(0.9, 0.98), eps=1e-8)
+    opt = torch.optim.AdamW(model.parameters(), lr=experiments.PRESETS["cpu"].train.lr, betas=(0.9, 0.98),
+                            eps=1e-8)
     images = torch.rand(batch_size, 3, cfg.image_size, cfg.image_size, device=device)
     tokens = torch.randint(1, vocab_size, (batch_size, cfg.context_length), device=device)
 
@@ -301,7 +302,7 @@ def main():
         result[f"images_per_s_{size}px"] = images_per_second(size, device, n if size < 128 else n // 4)
     result["group_ops"] = group_ops(("clip",), (1, 2)) if args.quick else group_ops()
     setting = QUICK if args.quick else SETTING
-    batch = setting.get("batch_size", experiments.PRESETS["cpu"].batch_size)
+    batch = setting.get("batch_size", experiments.PRESETS["cpu"].data.batch_size)
     result["group_step"] = group_step(device, {"clip": (1, 2)} if args.quick else GROUP_SIZES if cuda
                                       else {"clip": (1, 4)}, 1 if args.quick else args.steps, setting)
     overlap = (4, 3, args.steps, args.rounds) if cuda and not args.quick else (2, 2, 1, 1)  # CPU: no streams

@@ -1,6 +1,6 @@
 """Presets and cached runs: what the notebooks and ``python -m declip_lite.experiments`` train.
 
-A run is named by its :class:`RunConfig` (method, preset, seed, options). Its checkpoint and
+A run is named by its :class:`RunConfig` (method, seed; data, model, objective, train). Its checkpoint and
 JSON record live under ``runs_dir``; a finished run is loaded instead of retrained, so notebooks
 re-execute in seconds. A grid (``grids.py``) is a list of configurations; ``run_grid`` trains the
 missing ones, in parallel processes when asked, and returns their :class:`Records`, which
@@ -16,15 +16,15 @@ from .runs.analysis import result
 from .runs.build import build, hardware, make_trainer, run_label, step_cost, step_seconds
 from .runs.cache import fit, train
 from .runs.cli import main
-from .runs.config import PRESETS, SMALL_DATA, RunConfig
+from .runs.config import PRESETS, SMALL_DATA, DataConfig, RunConfig, configure
 from .runs.pipelines import train_csv
 from .runs.pool import run_grid
 from .runs.records import Record, Records
 
 __all__ = [
-    "PRESETS", "SMALL_DATA", "Record", "Records", "RunConfig", "build", "fit", "hardware", "main",
-    "make_objective", "make_trainer", "result", "run_grid", "run_label", "step_cost", "step_seconds",
-    "train", "train_csv",
+    "PRESETS", "SMALL_DATA", "DataConfig", "Record", "Records", "RunConfig", "build", "configure", "fit",
+    "hardware", "main", "make_objective", "make_trainer", "result", "run_grid", "run_label", "step_cost",
+    "step_seconds", "train", "train_csv",
 ]
 
 if __name__ == "__main__":

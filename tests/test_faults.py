@@ -59,7 +59,7 @@ def _train(runs_dir, fault, at):
     torch.set_num_threads(1)
     run = experiments.build("clip", "smoke", 0, device="cpu", pairs=64, batch_size=16, steps=12, warmup=2,
                             eval_n=16, eval_every=4)
-    run.trainer.config.checkpoint_every, run.trainer.config.flush_every = 4, 2
+    run.trainer.config = dataclasses.replace(run.trainer.config, checkpoint_every=4, flush_every=2)
     experiments.fit(run, str(runs_dir), progress=False)
 
 
@@ -111,7 +111,7 @@ def test_a_run_killed_anywhere_is_finished_by_the_next_call_with_the_same_number
 def _spiked_once_at_step_30():
     """A 40-step run whose loss is multiplied by 1e4 once, at step 30 (flushed every 5 steps)."""
     run = tiny_run(steps=40)
-    run.trainer.config.flush_every = 5
+    run.trainer.config = dataclasses.replace(run.trainer.config, flush_every=5)
     forward, armed = run.objective.forward, [True]
 
     def spike_once_at_step_30(enc):
@@ -226,7 +226,7 @@ def test_a_checkpoint_of_another_objective_is_refused_naming_the_file(tmp_path):
 
 def test_the_nan_message_names_the_step_that_went_nan_not_the_next_flush():
     run = tiny_run(steps=5)
-    run.trainer.config.flush_every = 25
+    run.trainer.config = dataclasses.replace(run.trainer.config, flush_every=25)
     with torch.no_grad():
         run.model.text.proj.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="at step 1;"):
@@ -535,7 +535,7 @@ def test_a_checkpoint_write_the_os_refuses_names_the_file(tmp_path):
 def test_train_seconds_add_up_across_a_crash_and_a_resume(tmp_path):
     path = str(tmp_path / "run.pt")
     run = tiny_run(steps=12)
-    run.trainer.config.checkpoint_every = 4
+    run.trainer.config = dataclasses.replace(run.trainer.config, checkpoint_every=4)
     forward = run.objective.forward
 
     def slow_then_crash(enc):
@@ -648,8 +648,8 @@ def test_make_trainer_seeds_the_initial_weights():
     from declip_lite.data.shapecaps import ShapeCaps
 
     data, tokenizer = ShapeCaps(64, seed=0), shapecaps_tokenizer()
-    first = experiments.make_trainer(data, tokenizer, "declip", seed=0, device="cpu")
+    first = experiments.make_trainer(data, tokenizer, experiments.RunConfig.of("declip"), device="cpu")
     torch.rand(100)  # other draws between the calls
-    second = experiments.make_trainer(data, tokenizer, "declip", seed=0, device="cpu")
+    second = experiments.make_trainer(data, tokenizer, experiments.RunConfig.of("declip"), device="cpu")
     for a, b in ((first.model, second.model), (first.objective, second.objective)):
         assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))

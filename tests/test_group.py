@@ -2,6 +2,7 @@
 step give each run's own Trainer's weights (float64, so no rounding hides a difference), with no
 host sync in the update and no vmap fallback (a "performance drop" warning is an error here)."""
 import warnings
+from dataclasses import replace
 
 import pytest
 import torch
@@ -154,7 +155,7 @@ def test_a_run_whose_loss_crashes_leaves_the_group_recovers_alone_and_the_others
     def runs():
         out = [trainer("clip", s) for s in (0, 1, 2)]
         for t in out:
-            t.config.flush_every = 2
+            t.config = replace(t.config, flush_every=2)
         poisoned(out[1])
         return out
 
@@ -187,7 +188,7 @@ def test_a_group_resumed_from_its_checkpoints_ends_as_an_uninterrupted_group(tmp
     def runs():
         out = [trainer("clip", s, double=False) for s in (0, 1)]
         for t in out:
-            t.config.checkpoint_every, t.config.flush_every = 4, 2
+            t.config = replace(t.config, checkpoint_every=4, flush_every=2)
         return out
 
     whole = GroupTrainer(runs()).fit(STEPS)

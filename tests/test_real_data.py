@@ -1,6 +1,5 @@
 """Real-data paths on files the tests make: CSV/TSV, folders, webdataset shards, every kind of bad
 input, the BPE tokenizer, WordNet's message, ImageFolder/torchvision benchmarks, and training."""
-import dataclasses
 import io
 import math
 import os
@@ -166,8 +165,8 @@ def test_training_on_a_csv_of_real_files(tmp_path):
     names = [_png(str(tmp_path / f"{i}.png"), "RGB", (24, 24)) for i in range(8)]
     data = CaptionedImages(read_csv(_csv(tmp_path, [(n, CAPTIONS[i % 4]) for i, n in enumerate(names)])), 32)
     tok = BPETokenizer.train(CAPTIONS, vocab_size=60, context_length=16)
-    trainer = experiments.make_trainer(data, tok, "declip", dataclasses.replace(experiments.PRESETS["smoke"],
-                                       batch_size=4, steps=2), device="cpu", eda=TokenEDA(tok))
+    trainer = experiments.make_trainer(data, tok, experiments.RunConfig.of("declip", batch_size=4, steps=2),
+                                       device="cpu", eda=TokenEDA(tok))
     trainer.fit(progress=False)
     assert (trainer.step == 2 and math.isfinite(trainer.history[-1]["loss"])
             and trainer.model.config.context_length == 16)

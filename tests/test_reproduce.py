@@ -1,6 +1,5 @@
 """The reproduction machinery of notebooks 07-08: views per objective, data filters, FILIP's
 zero-shot scoring, linear probes, real digits, run naming and caching, and the report maths."""
-import dataclasses
 import math
 import pickle
 import subprocess
@@ -130,7 +129,7 @@ def test_a_run_is_named_once_by_its_config_and_a_grid_is_read_not_retrained(tmp_
     records = experiments.run_grid(configs, str(tmp_path), "cpu", progress=False)
     assert configs[0].name == experiments.build("clip", "smoke", 0, "cpu", **TINY).name == records[0].name
     assert records[1].options["filter"]["scorer"] == configs[1].scorer.name
-    assert configs[1].scorer.seed != configs[1].seed and configs[1].scorer.filter_quantile is None
+    assert configs[1].scorer.seed != configs[1].seed and configs[1].scorer.data.filter_quantile is None
     assert 0 < records[1].filter_report["kept"] <= 1 and records[0].linear_probe and records[0].transfer
     assert (tmp_path / (configs[1].scorer.name + ".json")).exists()
     monkeypatch.setattr(experiments, "train", lambda *a, **k: pytest.fail("a cached run was retrained"))
@@ -139,11 +138,29 @@ def test_a_run_is_named_once_by_its_config_and_a_grid_is_read_not_retrained(tmp_
         experiments.build(configs[1], device="cpu")
 
 
+def test_the_sections_share_no_field_and_the_presets_are_run_configs():
+    from declip_lite.runs.config import SettingError, section_fields
+
+    data, model, train = (set(section_fields(s)) for s in ("data", "model", "train"))
+    assert not (data & model or data & train or model & train)  # one home for every setting
+    assert {"steps", "lr", "warmup", "eval_every"} <= train and {"pairs", "batch_size", "eval_n"} <= data
+    cpu = experiments.PRESETS["cpu"]
+    assert isinstance(cpu, experiments.RunConfig) and (cpu.data.pairs, cpu.train.steps) == (20_000, 2000)
+    assert experiments.configure(cpu, {"lr": 5e-4}) == experiments.configure(cpu, {"train.lr": 5e-4})
+    assert experiments.configure(cpu, {"model": "vit-tiny"}).model.tower == "vit-tiny"
+    with pytest.raises(SettingError, match=r"model\.image_size: model has no field 'image_size'; "
+                                           r"it belongs to data\.image_size"):
+        experiments.configure(cpu, {"model.image_size": 64})
+    with pytest.raises(SettingError, match=r"noise=\(0\.1,\): expected \(wrong-attribute rate, swap rate\)"):
+        experiments.configure(cpu, {"noise": [0.1]})
+    assert experiments.configure(cpu, {"noise": [0, 0.5]}).data.noise == (0.0, 0.5)  # one name for 0 and 0.0
+
+
 def test_a_config_is_frozen_and_checks_its_sections():
     config = experiments.RunConfig.of("declip", "smoke", 0, objective_options={"queue_size": 64}, pairs=100)
     with pytest.raises(AttributeError):
         config.seed = 1
-    assert config.preset.pairs == 100 and dict(config.objective) == {"queue_size": 64}
+    assert config.data.pairs == 100 and dict(config.objective) == {"queue_size": 64}
     assert config == experiments.RunConfig.of("declip", "smoke", 0, objective_options={"queue_size": 64},
                                               pairs=100)
     with pytest.raises(ValueError, match=r"steps='abc': steps must be int"):
@@ -155,7 +172,7 @@ def test_a_config_is_frozen_and_checks_its_sections():
 
 def record(seed, mean, noise, method="clip"):
     return {"name": f"{method}-{seed}-{noise}", "method": method, "seed": seed, "options": {"noise": noise},
-            "preset": dataclasses.asdict(experiments.PRESETS["smoke"]), "zero_shot": {"mean": mean}}
+            "preset": experiments.PRESETS["smoke"].stored(), "zero_shot": {"mean": mean}}
 
 
 def test_summarise_groups_seeds_of_one_setting():

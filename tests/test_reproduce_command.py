@@ -93,7 +93,7 @@ def check_shipped_results_give_what_training_gave(out, runs):
         run = shipped.train(config, runs_dir=None, device="cpu", shipped_from=folder)
         scores = evaluate_tasks(run.model, run.tokenizer, run.tasks)
         assert abs(scores["mean"] - run.record.zero_shot["mean"]) < 0.05, config.name  # bf16 weights
-        assert run.trainer.evals == run.record.evals and run.trainer.step == config.preset.steps
+        assert run.trainer.evals == run.record.evals and run.trainer.step == config.train.steps
         assert run.trainer.history == json.loads((out / "smoke" / "records"
                                                   / f"{config.name}.json").read_text())["history"]
     live = shipped.train(grids.model_runs("smoke")[0], runs_dir=None, device="cpu", shipped_from=folder,
@@ -101,7 +101,7 @@ def check_shipped_results_give_what_training_gave(out, runs):
     assert [r["step"] for r in live.live_history] == [1, 2, 3] and live.trainer.history[-1]["step"] > 3
     unshipped = grids.spec("clip", grids.SCALES["smoke"], 7)  # what the folder lacks trains here, and says so
     trained = shipped.train(unshipped, runs_dir=str(runs), device="cpu", shipped_from=folder)
-    assert trained.trainer.step == unshipped.preset.steps and trained.record.name == unshipped.name
+    assert trained.trainer.step == unshipped.train.steps and trained.record.name == unshipped.name
     (record,) = shipped.records([unshipped], folder, str(runs))  # read from the cache the line above filled
     assert record == trained.record
 
@@ -173,3 +173,13 @@ def test_the_shipped_gpu_headline_compares_the_ablation_grids_runs_alone():
             == {m: (0, 1, 2) for m in grids.LADDER})
     assert {m: vars(c) for m, c in reproduce.headline(records, "gpu").items()} == summary["headline"]
 
+
+def test_the_shipped_records_are_named_by_the_configs_their_scale_plans():
+    """The run name hashes the flat settings records have always stored, rebuilt from the sections:
+    every shipped record is found under the name its configuration computes today."""
+    for scale in ("cpu", "gpu"):
+        configs = reproduce.plan(scale)
+        names = {c.name for c in configs} | {c.scorer.name for c in configs if c.scorer is not None}
+        records = (ROOT / "results" / scale / "records").glob("*.json")
+        stored = {json.loads(p.read_text())["name"] for p in records}
+        assert stored and stored <= names, scale

@@ -100,8 +100,8 @@ def test_every_train_config_field_is_reachable_and_names_the_run():
 @pytest.mark.parametrize("setting, message", [
     (["steps=abc"], r"--set steps='abc': steps must be int"),
     (["queue_size=10"],
-     r"--set queue_size: preset has no field 'queue_size'; it belongs to objective\.queue_size"),
-    (["train.pairs=10"], r"--set train\.pairs: set pairs in the preset"),
+     r"--set queue_size: data has no field 'queue_size'; it belongs to objective\.queue_size"),
+    (["train.pairs=10"], r"--set train\.pairs: train has no field 'pairs'; it belongs to data\.pairs"),
     (["objective.exclude_self=1"], r"--set objective\.exclude_self=1: exclude_self must be bool"),
     (["gpu.x=1"], r"--set gpu\.x: no section 'gpu'"),
 ])
@@ -116,9 +116,9 @@ def test_cli_settings_reach_their_sections():
     settings = {"pairs": 500, "train.grad_clip": 0.25, "train.lr": 5e-4, "model.text_layers": 1,
                 "objective.exclude_self": True, "objective.queue_size": 64}
     (config,) = configured([experiments.RunConfig.of("declip", "smoke", 0)], settings)
-    assert config.preset.pairs == 500 and config.preset.lr == 5e-4
-    assert dict(config.train) == {"grad_clip": 0.25}
-    assert dict(config.model) == {"text_layers": 1}
+    assert config.data.pairs == 500 and config.train.lr == 5e-4
+    assert config.train_overrides == {"grad_clip": 0.25}
+    assert dict(config.model.overrides) == {"text_layers": 1}
     assert dict(config.objective) == {"exclude_self": True, "queue_size": 64}
     assert config == experiments.RunConfig.of("declip", "smoke", 0, pairs=500, lr=5e-4, train_overrides={
         "grad_clip": 0.25}, model_overrides={"text_layers": 1}, objective_options={"exclude_self": True,

@@ -1,5 +1,6 @@
 import os
 import signal
+from dataclasses import replace
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ def tiny_run(method="clip", steps=6, **kw):
 
 def test_history_records_every_term_scale_lr_and_rate():
     run = tiny_run(steps=4)
-    run.trainer.config.flush_every = 3
+    run.trainer.config = replace(run.trainer.config, flush_every=3)
     run.trainer.fit(progress=False)
     h = run.trainer.history
     assert [r["step"] for r in h] == [1, 2, 3, 4]
@@ -29,7 +30,7 @@ def test_logit_scale_clamp_holds_after_a_step():
     run = tiny_run(steps=1)
     run.trainer.train_step()
     assert 3.0 <= run.model.logit_scale.item() <= 6.0
-    run.trainer.config.logit_scale_clamp = (0.0, 1.0)
+    run.trainer.config = replace(run.trainer.config, logit_scale_clamp=(0.0, 1.0))
     run.trainer.train_step()
     assert run.model.logit_scale.item() <= 1.0
 
@@ -175,7 +176,7 @@ def test_live_curves_redraw_one_picture_in_jupyter_and_draw_nothing_headless(mon
                         lambda obj, display_id=False: shown.append(obj) or Handle())
     monkeypatch.setattr(live.LiveCurves, "every", 0.0)  # redraw at every flush
     trainer = experiments.build("clip", "smoke", 0, device="cpu", eval_n=8).trainer
-    trainer.config.flush_every = 5
+    trainer.config = replace(trainer.config, flush_every=5)
     monkeypatch.setenv("DECLIP_LIVE", "1")
     plt.close("all")
     trainer.fit(steps=20, progress=True)

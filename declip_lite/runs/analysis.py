@@ -1,7 +1,6 @@
 """What a trained run shows, and its JSON record: zero-shot (global and the objective's own scorer),
 one prompt instead of the ensemble, linear probes, transfer to real digits."""
 import json
-from dataclasses import asdict
 
 import torch
 
@@ -23,7 +22,7 @@ def analyse(run):
     """What a trained model shows beyond its zero-shot table: one prompt instead of the
     ensemble, linear probes, transfer to real handwriting and, for FILIP heads, token-wise
     zero-shot. Also ``run.task_metrics``: each task's full zero-shot metrics (confusion matrix too)."""
-    model, tok, p, dev = run.model, run.tokenizer, run.preset, run.trainer.device
+    model, tok, p, dev = run.model, run.tokenizer, run.config.data, run.trainer.device
     evaluator = run.trainer.evaluator  # its final evaluation, reused while the weights are the same
     last = (evaluator.last(model) if isinstance(evaluator, TaskEvaluator) and evaluator.tasks is run.tasks
             else None)
@@ -54,10 +53,10 @@ def result(run):
     scorer = run.objective.zero_shot_scorer
     own = scores["zero_shot_filip"] if scorer == "token-wise" else scores["zero_shot"]
     return Record.from_json(json.loads(json.dumps({  # plain JSON values, as a record read back from its file
-        "name": run.name, "method": run.method, "seed": run.seed, "preset": asdict(run.preset),
+        "name": run.name, "method": run.method, "seed": run.seed, "preset": run.config.stored(),
         "options": run.options, "hardware": hardware(run.trainer.device), "commit": commit(),
         "torch": torch.__version__, "train_seconds": run.trainer.train_seconds,
-        "pairs_seen": run.trainer.step * run.preset.batch_size,
+        "pairs_seen": run.trainer.step * run.config.data.batch_size,
         "threads": torch.get_num_threads(), "group_size": run.group_size,
         "recoveries": run.trainer.recoveries,
         "filter_report": run.filter_report, "scorer": scorer, **scores, "zero_shot_own": own,

@@ -14,8 +14,8 @@ from ..evaluate import TaskEvaluator
 from ..filtering import keep_matched
 from ..models.clip import CLIPModel, model_config
 from ..objectives import make_objective
-from ..train import TrainConfig, Trainer, pick_device, seed_everything
-from .config import RunConfig, _preset, run_config, sections
+from ..train import Trainer, pick_device, seed_everything
+from .config import RunConfig, run_config
 from .records import Record
 
 
@@ -35,7 +35,6 @@ class Run:
 
     name = property(lambda self: self.config.name)
     method = property(lambda self: self.config.method)
-    preset = property(lambda self: self.config.preset)
     seed = property(lambda self: self.config.seed)
     options = property(lambda self: self.config.options)
     model = property(lambda self: self.trainer.model)
@@ -46,60 +45,53 @@ def run_label(run):
     """A short readable name for progress bars: the method, then whatever differs from the defaults."""
     c = run.config
     parts = [c.method, f"s{c.seed}"] + [f"{k}={v}" for k, v in c.objective]
-    parts += [c.augmentation] if c.augmentation != "clip" else []
-    parts += [f"noise={c.noise}"] if any(c.noise) else []
-    parts += ["filtered"] if c.filter_quantile is not None else []
+    parts += [c.data.augmentation] if c.data.augmentation != "clip" else []
+    parts += [f"noise={c.data.noise}"] if any(c.data.noise) else []
+    parts += ["filtered"] if c.data.filter_quantile is not None else []
     return " ".join(parts)
 
 
-def make_trainer(dataset, tokenizer, method="clip", preset="smoke", tasks=None, seed=0, device=None,
-                 augmentation="clip", model_overrides=None, objective_options=None, eda=None,
-                 train_overrides=None):
-    """Model, objective, batches and Trainer for ``method`` on any captioned dataset (ShapeCaps,
-    a filtered subset, :class:`CaptionedImages`), evaluated on the zero-shot ``tasks`` if given.
-    ``seed`` seeds the initial weights (and every RNG, as ``build`` does), whatever was drawn before.
-    ``train_overrides``: any other :class:`TrainConfig` field (grad_clip, sync_batchnorm, ...)."""
-    seed_everything(seed)
-    preset = _preset(preset, {})
-    config = model_config(preset.model, vocab_size=tokenizer.vocab_size, image_size=preset.image_size,
-                          context_length=tokenizer.context_length, eot_id=tokenizer.eot_id,
-                          **(model_overrides or {}))
-    objective = make_objective(method, config, tokenizer.vocab_size, **(objective_options or {}))
-    batches = PairBatches.for_objective(dataset, tokenizer, min(preset.batch_size, len(dataset)), objective,
-                                        augmentation, seed=seed, device=device, eda=eda)
-    train_config = TrainConfig(steps=preset.steps, lr=preset.lr, warmup=preset.warmup,
-                               eval_every=preset.eval_every,
-                               **sections({f"train.{k}": v
-                                           for k, v in (train_overrides or {}).items()})["train"])
+def make_trainer(dataset, tokenizer, config=None, tasks=None, device=None, eda=None):
+    """Model, objective, batches and Trainer of ``config`` (a :class:`RunConfig`; default the smoke
+    preset's CLIP run) on any captioned dataset (ShapeCaps, a filtered subset,
+    :class:`CaptionedImages`), evaluated on the zero-shot ``tasks`` if given. The config's seed seeds
+    the initial weights (and every RNG, as ``build`` does), whatever was drawn before."""
+    config = config or RunConfig()
+    seed_everything(config.seed)
+    data = config.data
+    model = model_config(config.model.tower, vocab_size=tokenizer.vocab_size, image_size=data.image_size,
+                         context_length=tokenizer.context_length, eot_id=tokenizer.eot_id,
+                         **dict(config.model.overrides))
+    objective = make_objective(config.method, model, tokenizer.vocab_size, **dict(config.objective))
+    batches = PairBatches.for_objective(dataset, tokenizer, min(data.batch_size, len(dataset)), objective,
+                                        data.augmentation, seed=config.seed, device=device, eda=eda)
     evaluator = TaskEvaluator(tokenizer, tasks) if tasks else None
-    return Trainer(CLIPModel(config), objective, batches, train_config, evaluator=evaluator, device=device)
+    return Trainer(CLIPModel(model), objective, batches, config.train, evaluator=evaluator, device=device)
 
 
 def build(method="clip", preset="smoke", seed=0, device=None, scorer=None, **options):
     """Everything a ShapeCaps run needs, untrained: data, tokenizer, tasks and a Trainer.
 
     ``method``: a :class:`RunConfig`, or the method of one built from the other arguments
-    (``RunConfig.of``'s: ``pairs=...`` and other preset fields, ``train_overrides``, ...). A filtered
+    (``RunConfig.of``'s: ``pairs=...`` and other bare settings, ``train_overrides``, ...). A filtered
     run (``filter_quantile``) needs its trained ``scorer`` run: it keeps the pairs the scorer finds
     matched (``filtering.keep_matched``)."""
     started = time.perf_counter()
     config = run_config(method, preset, seed, **options)
-    preset, device = config.preset, pick_device(device)
+    data, device = config.data, pick_device(device)
     seed_everything(config.seed)
     tokenizer = shapecaps_tokenizer()
-    dataset = ShapeCaps(preset.pairs, seed=config.seed, image_size=preset.image_size,
-                        wrong_attribute_rate=config.noise[0], swap_rate=config.noise[1], device=device)
+    dataset = ShapeCaps(data.pairs, seed=config.seed, image_size=data.image_size,
+                        wrong_attribute_rate=data.noise[0], swap_rate=data.noise[1], device=device)
     report = None
     if config.scorer is not None:
         if scorer is None or scorer.name != config.scorer.name:
             raise ValueError(f"build: the filtered run {config.name} needs its trained scorer run "
                              f"{config.scorer.name}")
-        keep, report = keep_matched(scorer.model, tokenizer, dataset, config.filter_quantile)
+        keep, report = keep_matched(scorer.model, tokenizer, dataset, data.filter_quantile)
         dataset = dataset.subset(keep)
-    tasks = make_tasks(n=preset.eval_n, seed=config.seed, image_size=preset.image_size, device=device)
-    trainer = make_trainer(dataset, tokenizer, config.method, preset, tasks, config.seed, device,
-                           config.augmentation, dict(config.model), dict(config.objective),
-                           train_overrides=dict(config.train))
+    tasks = make_tasks(n=data.eval_n, seed=config.seed, image_size=data.image_size, device=device)
+    trainer = make_trainer(dataset, tokenizer, config, tasks, device)
     return Run(config, tokenizer, dataset, tasks, trainer, filter_report=report, started=started)
 
 

@@ -63,7 +63,7 @@ def _fit(run, runs_dir, progress):
     with RunLock(path) if is_main() else contextlib.nullcontext():
         if os.path.exists(path + ".pt"):
             run.trainer.load(path + ".pt")
-        if run.trainer.step >= run.preset.steps and (record := finished_record(path, say=True)):
+        if run.trainer.step >= run.config.train.steps and (record := finished_record(path, say=True)):
             run.record = record
             return run
         run.trainer.fit(checkpoint=path + ".pt", progress=progress, label=run_label(run))

@@ -146,10 +146,10 @@ def batch_temperature(scale):
     if scale == "smoke":  # CI's check that the lesson runs, in a few seconds: half the steps, smaller tasks
         setting = {**setting, "steps": setting["steps"] // 2, "eval_n": 64}
     base = PRESETS[preset]
-    batch, steps = setting.get("batch_size", base.batch_size), setting["steps"]
+    batch, steps = setting.get("batch_size", base.data.batch_size), setting["steps"]
     runs = {f"batch {round(batch * f)}": RunConfig.of(
         "clip", preset, 0, **{**setting, "batch_size": round(batch * f), "steps": round(steps / f),
-                              "warmup": round(base.warmup / f)}) for f in BATCH_FACTORS}
+                              "warmup": round(base.train.warmup / f)}) for f in BATCH_FACTORS}
     runs.update({label: RunConfig.of("clip", preset, 0, **setting, train_overrides={
         "logit_scale_clamp": (math.log(s), math.log(s))}) for label, s in FIXED_SCALES.items()})
     return runs

@@ -10,12 +10,10 @@ at K = 16, ``../shared/design/group``)."""
 import contextlib
 import os
 from collections import defaultdict
-from dataclasses import asdict, replace
 
 from ..checkpoint import RunLock
 from ..models.clip import CONFIGS
 from ..objectives.registry import OBJECTIVES, objective_class
-from ..train import TrainConfig
 from ..train.group import GroupTrainer
 from .build import build
 from .cache import finished_record, fit, run_threads, train
@@ -36,13 +34,11 @@ def step_signature(config):
     evaluation cadence, and the other TrainConfig fields but the clamp."""
     method = config.method
     options = {**objective_class(method).options(), **OBJECTIVES[method][1], **dict(config.objective)}
-    base = CONFIGS[config.preset.model or "rn-tiny"]
-    model = {k: v for k, v in config.model if getattr(base, k) != v}
-    default = TrainConfig()
-    train = {k: v for k, v in config.train if k != "logit_scale_clamp" and getattr(default, k, None) != v}
-    preset = replace(config.preset, pairs=0, eval_n=0)  # data size and task size are the run's own
-    return repr((method, sorted(options.items()), sorted(model.items()), asdict(preset),
-                 sorted(train.items())))
+    base = CONFIGS[config.model.tower]
+    model = {k: v for k, v in config.model.overrides if getattr(base, k) != v}
+    train = {k: v for k, v in config.train_overrides.items() if k != "logit_scale_clamp"}
+    setting = {**config.stored(), "pairs": 0, "eval_n": 0}  # data size and task size are the run's own
+    return repr((method, sorted(options.items()), sorted(model.items()), setting, sorted(train.items())))
 
 
 def plan(configs):
@@ -55,10 +51,10 @@ def plan(configs):
 
 def describe(groups):
     """The plan as a short table: groups, sizes, run-steps."""
-    steps = sum(len(g) * g[0].preset.steps for g in groups)
+    steps = sum(len(g) * g[0].train.steps for g in groups)
     lines = [f"{len(groups)} groups of {sum(map(len, groups))} runs, {steps} run-steps:"]
-    lines += [f"  {len(g):3d} x {g[0].method:12s} {g[0].preset.model or 'rn-tiny':8s} "
-              f"{g[0].preset.steps:5d} steps" for g in groups]
+    lines += [f"  {len(g):3d} x {g[0].method:12s} {g[0].model.tower:8s} {g[0].train.steps:5d} steps"
+              for g in groups]
     return "\n".join(lines)
 
 
@@ -80,7 +76,7 @@ def train_group(configs, runs_dir, device=None, progress=False):
                 run.trainer.load(paths[run.name] + ".pt")
             by_step[run.trainer.step].append(run)
         for same in by_step.values():
-            if len(same) > 1 and same[0].trainer.step < same[0].preset.steps:
+            if len(same) > 1 and same[0].trainer.step < same[0].config.train.steps:
                 GroupTrainer([r.trainer for r in same]).fit(checkpoints=[paths[r.name] + ".pt" for r in same],
                                                             progress=progress)
                 for r in same:

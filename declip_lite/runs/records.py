@@ -11,7 +11,21 @@ from dataclasses import asdict, dataclass, fields
 
 from ..checkpoint import COUNT, NUMBER, OBJECT, POSITIVE, SCORE, SECONDS, TEXT, MapOf, Optional, checked
 from ..train import EVAL, RECOVERY, ROW
-from .config import Preset
+
+@dataclass(frozen=True)
+class RecordPreset:
+    """What a record stores as its "preset": its run's data size, schedule, batch, tasks' size and
+    tower in one flat row (``RunConfig.stored``), as records have stored them from the first."""
+    pairs: int
+    steps: int
+    batch_size: int
+    warmup: int
+    eval_n: int
+    eval_every: int
+    lr: float = 1e-3
+    image_size: int = 32
+    model: str = "rn-tiny"
+
 
 SCORES = ("zero_shot", "zero_shot_own", "zero_shot_filip", "single_prompt", "linear_probe", "transfer")
 PRESET = {"pairs": POSITIVE, "steps": COUNT, "batch_size": POSITIVE, "warmup": COUNT, "eval_n": POSITIVE,
@@ -72,7 +86,7 @@ class Record(_Setting):
     name: str
     method: str
     seed: int
-    preset: Preset
+    preset: RecordPreset
     options: dict
     hardware: str = None
     commit: str = None           # the code that trained it ("+dirty": with uncommitted changes)
@@ -98,9 +112,9 @@ class Record(_Setting):
         """The record in JSON ``data``, checked first: a :class:`DamagedFile` naming ``source`` (its
         file), the fault and ``fix`` when a key is missing or a value has the wrong type or is impossible."""
         checked(data, RECORD, source, fix)
-        known, preset = {f.name for f in fields(cls)}, {f.name for f in fields(Preset)}
+        known, preset = {f.name for f in fields(cls)}, {f.name for f in fields(RecordPreset)}
         return cls(**{**{k: v for k, v in data.items() if k in known},
-                      "preset": Preset(**{k: v for k, v in data["preset"].items() if k in preset})})
+                      "preset": RecordPreset(**{k: v for k, v in data["preset"].items() if k in preset})})
 
     def to_json(self):
         return json.loads(json.dumps(asdict(self)))
@@ -111,7 +125,7 @@ class Summary(_Setting):
     """One setting's scores over its seeds: ``summary[task]`` is (mean, sample std), ``values[task]``
     every seed's, in the order of ``seeds``; ``flagged`` the seeds whose run needed over one recovery."""
     method: str
-    preset: Preset
+    preset: RecordPreset
     options: dict
     seeds: tuple
     values: dict

@@ -20,6 +20,7 @@ from .build import commit, hardware
 from .config import configure, configure_all
 from .cache import RUN_THREADS
 from .pool import run_grid
+from .records import RecordPreset
 
 HISTORY_POINTS = 200
 
@@ -69,8 +70,9 @@ def small_data_rows(records, scale, settings=None):
     settings = settings or {}
     spec = configure(grids.spec("clip", grids.SCALES[scale], 0),
                      {k: v for k, v in settings.items() if not k.startswith("objective.")})
-    rows = records.summarise().where(preset=spec.preset, noise=(0.0, 0.0), model=dict(spec.model) or None,
-                                     filtered=False, augmentation="clip", train=dict(spec.train) or None)
+    rows = records.summarise().where(preset=RecordPreset(**spec.stored()), noise=(0.0, 0.0), filtered=False,
+                                     model=dict(spec.model.overrides) or None, augmentation="clip",
+                                     train=spec.train_overrides or None)
     tuned = any(k.startswith("objective.") for k in settings)  # then each method's options are its own
     return rows if tuned else rows.where(objective=None)
 

@@ -21,8 +21,9 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
+    """How a run trains: its schedule, optimiser and loop. Frozen: ``dataclasses.replace`` gives another."""
     steps: int = 1000
     lr: float = 1e-3
     warmup: int = 100
