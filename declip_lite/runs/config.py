@@ -126,7 +126,7 @@ class RunConfig:
     @property
     def name(self):
         """``method-sSEED-hash``: the hash of every setting, so two runs share a name only if they share
-        weights."""
+        weights. It hashes the flat shape records store (``stored``, ``options``): names outlive redesigns."""
         key = json.dumps({"method": self.method, "preset": self.stored(), "seed": self.seed,
                           "version": RUN_VERSION, **self.options}, sort_keys=True, default=str)
         return f"{self.method}-s{self.seed}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
