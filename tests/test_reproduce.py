@@ -148,12 +148,17 @@ def test_the_sections_share_no_field_and_the_presets_are_run_configs():
     assert isinstance(cpu, experiments.RunConfig) and (cpu.data.pairs, cpu.train.steps) == (20_000, 2000)
     assert experiments.configure(cpu, {"lr": 5e-4}) == experiments.configure(cpu, {"train.lr": 5e-4})
     assert experiments.configure(cpu, {"model": "vit-tiny"}).model.tower == "vit-tiny"
+    with pytest.raises(SettingError, match=r"model\.tower='vit-huge': choose from \['rn-tiny', 'rn50', "):
+        experiments.configure(cpu, {"model.tower": "vit-huge"})
     with pytest.raises(SettingError, match=r"model\.image_size: model has no field 'image_size'; "
                                            r"it belongs to data\.image_size"):
         experiments.configure(cpu, {"model.image_size": 64})
     with pytest.raises(SettingError, match=r"noise=\(0\.1,\): expected \(wrong-attribute rate, swap rate\)"):
         experiments.configure(cpu, {"noise": [0.1]})
     assert experiments.configure(cpu, {"noise": [0, 0.5]}).data.noise == (0.0, 0.5)  # one name for 0 and 0.0
+    with pytest.raises(SettingError, match=r"RunConfig\.of: unknown preset 'tiny'; "
+                                           r"choose from \['cpu', 'gpu', 'smoke'\]"):
+        experiments.RunConfig.of("clip", "tiny")
 
 
 def test_a_config_is_frozen_and_checks_its_sections():

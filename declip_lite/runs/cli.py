@@ -126,7 +126,7 @@ def run_command(argv):
     parser.add_argument("--csv-keys", nargs=2, default=["filepath", "title"], metavar=("IMAGE", "CAPTION"))
     args = parser.parse_args(argv)
     device = args.device or init_from_env()  # joins the process group under torchrun
-    if args.csv:  # --set: preset fields, train.* fields and train_csv's own (vocab_size, on_error, ...)
+    if args.csv:  # --set: bare keys (data, schedule), train.* fields and train_csv's own (vocab_size, ...)
         settings = _assignments(args.set)
         train = {k: v for k, v in settings.items() if k.startswith("train.")}
         train_csv(args.csv, args.names[0], args.preset, args.seeds[0], args.runs_dir, device, *args.csv_keys,

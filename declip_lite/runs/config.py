@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field, fields, replace
 
-from ..models.clip import ModelConfig
+from ..models.clip import CONFIGS, ModelConfig
 from ..objectives import objective_class
 from ..train import TrainConfig
 
@@ -38,6 +38,10 @@ class ModelChoice:
     as sorted (field, value) pairs."""
     tower: str = "rn-tiny"
     overrides: tuple = ()
+
+    def __post_init__(self):
+        if self.tower not in CONFIGS:
+            raise SettingError(f"model.tower={self.tower!r}: choose from {sorted(CONFIGS)}")
 
 
 SCORER_SEED = 1000  # the filter's scorer trains on this draw of the data, never on the filtered one
@@ -77,7 +81,7 @@ class RunConfig:
         say) come first; what is given wins. A misplaced or mistyped one is a ``SettingError``."""
         if isinstance(preset, str):
             if preset not in PRESETS:
-                raise ValueError(f"build: unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+                raise SettingError(f"RunConfig.of: unknown preset {preset!r}; choose from {sorted(PRESETS)}")
             preset = PRESETS[preset]
         given = {"augmentation": augmentation, "noise": noise, "filter_quantile": filter_quantile}
         named = {**{k: v for k, v in given.items() if v is not None},
