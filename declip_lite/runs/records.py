@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from ..checkpoint import COUNT, NUMBER, OBJECT, POSITIVE, SCORE, SECONDS, TEXT, MapOf, Optional, checked
 from ..train import EVAL, RECOVERY, ROW
 
+
 @dataclass(frozen=True)
 class RecordPreset:
     """What a record stores as its "preset": its run's data size, schedule, batch, tasks' size and
