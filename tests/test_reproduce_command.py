@@ -183,3 +183,21 @@ def test_the_shipped_records_are_named_by_the_configs_their_scale_plans():
         records = (ROOT / "results" / scale / "records").glob("*.json")
         stored = {json.loads(p.read_text())["name"] for p in records}
         assert stored and stored <= names, scale
+
+
+def test_reproduce_resumes_from_its_output_folder_where_its_runs_are_gone(tmp_path, monkeypatch, capsys):
+    configs = grids.grid("ablation", "smoke")[:2]
+    monkeypatch.setattr(reproduce, "plan", lambda scale: configs)
+    monkeypatch.setattr(grids, "model_runs", lambda scale: configs[:1])
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    first = reproduce.reproduce("smoke", str(out), str(runs))
+    shutil.rmtree(runs)  # another machine, with only the committed output folder
+    (out / "smoke" / "records" / f"{configs[1].name}.json").write_text('{"name": 3}')  # damaged: made again
+    capsys.readouterr()
+    again = reproduce.reproduce("smoke", str(out), str(runs))
+    said = capsys.readouterr().out
+    assert "1 of 2 runs already in" in said and f"{configs[1].name}.json: " in said
+    assert sorted(p.name for p in runs.glob("*.pt")) == [f"{configs[1].name}.pt"]  # the damaged one only
+    drop = lambda r: {k: v for k, v in r.to_json().items() if not k.endswith("_seconds")}  # noqa: E731
+    assert [drop(r) for r in again] == [drop(r) for r in first]
+    assert json.loads((out / "smoke" / "summary.json").read_text())["runs"] == 2

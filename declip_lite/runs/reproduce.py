@@ -3,7 +3,8 @@ trained (or loaded from the cache) in parallel processes, one line per finished 
 ``results/<scale>/``: one JSON record per run (history thinned to 200 points), bf16 weights of
 the runs whose models notebooks use (``grids.model_runs``), and ``summary.json`` (every
 setting's mean ± std over seeds, the headline comparisons with their confidence intervals and
-verdicts, where and how it ran). Resumable: rerun the same command."""
+verdicts, where and how it ran). Resumable: rerun the same command, on this machine or on any
+machine with the output folder (a run whose record, and weights where shipped, are there is done)."""
 import math
 import os
 import platform
@@ -13,14 +14,14 @@ import torch
 
 from .. import report
 from . import grids
-from ..checkpoint import (COUNT, FINITE_TENSORS, NUMBER, OBJECT, SCORE, SECONDS, TENSORS, TEXT, MapOf,
-                          Optional, load_torch, read_json, save_json, write_durably)
+from ..checkpoint import (COUNT, FINITE_TENSORS, NUMBER, OBJECT, SCORE, SECONDS, TENSORS, TEXT, DamagedFile,
+                          MapOf, Optional, load_torch, read_json, save_json, write_durably)
 from ..train import CHECKPOINT, HISTORY, pick_device
 from .build import commit, hardware
 from .config import configure, configure_all
 from .cache import RUN_THREADS
 from .pool import run_grid
-from .records import RecordPreset
+from .records import Record, RecordPreset, Records
 
 HISTORY_POINTS = 200
 
@@ -93,6 +94,22 @@ def recovered(record):
     return "" if n == 0 else f"  {'! ' if n > 1 else ''}{n} recover{'ies' if n > 1 else 'y'}"
 
 
+def written(config, where, shipped_weights):
+    """The record of ``config`` that an earlier call wrote to ``where`` (with its weights, when
+    ``shipped_weights``), or None: then it is trained, or read from the runs' folder; a damaged
+    one is said and made again."""
+    path = os.path.join(where, "records", config.name + ".json")
+    weights = os.path.join(where, "weights", config.name + ".pt")
+    if not os.path.exists(path) or (shipped_weights and not os.path.exists(weights)):
+        return None
+    try:
+        fix = "this call makes it again"
+        return Record.from_json(read_json(path, fix), path, fix)
+    except DamagedFile as e:
+        print(e, flush=True)
+        return None
+
+
 def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device=None, command=None,
               budget=None, group="auto", settings=None):
     """Train (or load) every run of ``scale``; write ``out/<scale>/``; return the Records.
@@ -108,27 +125,36 @@ def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device
     total = len(set(configs) | {c.scorer for c in configs if c.scorer is not None})  # filters' scorers too
     where = os.path.join(out, scale)
     os.makedirs(os.path.join(where, "records"), exist_ok=True)
-    start, done = time.perf_counter(), []
+    scorers = [c.scorer for c in configs if c.scorer is not None]
+    kept = {c.name: r for c in dict.fromkeys(configs + scorers) if (r := written(c, where, c.name in models))}
+    start, done = time.perf_counter(), dict(kept)
 
     def finished(config, record):
-        done.append(record)
+        if config.name in done:  # a scorer kept from an earlier call, trained again for its filtered run
+            return
+        done[config.name] = record
         data = record.to_json()
         history_path = os.path.join(runs_dir, config.name + ".history.json")
         if os.path.exists(history_path):
             fix = (f"delete it and {config.name}.json beside it: the next call rebuilds both from the "
                    f"checkpoint")
             data["history"] = thinned(read_json(history_path, fix, HISTORY)["history"])
+        if config.name in models:  # before the record: a record in ``where`` marks the run done
+            export_weights(os.path.join(runs_dir, config.name + ".pt"),
+                           os.path.join(where, "weights", config.name + ".pt"))
         save_json(data, os.path.join(where, "records", config.name + ".json"))
         seconds = f"{record.train_seconds or 0:5.1f}/{record.total_seconds or 0:5.1f} s"
         print(f"[{len(done):3d}/{total}] {time.perf_counter() - start:6.0f} s  {config.method:12s} "
               f"s{config.seed} {record.pairs:5d} pairs  mean zero-shot {record.zero_shot_own['mean']:.3f}  "
               f"train/total {seconds}  {config.name}{recovered(record)}", flush=True)
 
+    if kept:
+        print(f"{len(kept)} of {total} runs already in {where}: not trained again", flush=True)
     deadline = None if budget is None else time.time() + budget
-    records = run_grid(configs, runs_dir, device, jobs, progress=False, on_record=finished, deadline=deadline,
-                       group=group)
-    for name in models & {r.name for r in records}:
-        export_weights(os.path.join(runs_dir, name + ".pt"), os.path.join(where, "weights", name + ".pt"))
+    trained = run_grid([c for c in configs if c.name not in kept], runs_dir, device, jobs, progress=False,
+                       on_record=finished, deadline=deadline, group=group)
+    by_name = {**kept, **{r.name: r for r in trained}}
+    records = Records(by_name[c.name] for c in configs if c.name in by_name)
     comparisons = headline(records, scale, settings)
     for method, c in comparisons.items():
         print(f"{method} - clip: {c}")
@@ -143,8 +169,8 @@ def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device
                # summed over the runs trained (not loaded) by whatever machine made each record
                "train_seconds": sum(r.train_seconds or 0 for r in records),
                "total_seconds": sum(r.total_seconds or 0 for r in records),
-               "recoveries": sum(len(r.recoveries or ()) for r in done),  # loss-crash recoveries, all runs
-               "runs_with_recoveries": {r.name: len(r.recoveries) for r in done if r.recoveries},
+               "recoveries": sum(len(r.recoveries or ()) for r in done.values()),  # loss-crash recoveries
+               "runs_with_recoveries": {r.name: len(r.recoveries) for r in done.values() if r.recoveries},
                "headline": {m: {k: None if v in (math.inf, -math.inf) else v for k, v in vars(c).items()}
                             for m, c in comparisons.items()},  # an unbounded interval (one seed) as null
                "summaries": [{"method": r.method, "pairs": r.pairs, "steps": r.steps, "encoder": r.encoder,
