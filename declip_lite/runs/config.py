@@ -47,8 +47,9 @@ class ModelChoice:
 SCORER_SEED = 1000  # the filter's scorer trains on this draw of the data, never on the filtered one
 
 
-# bumped when the same settings train other weights (2: objectives follow the reference, 2026-12)
-RUN_VERSION = 2
+# bumped when the same settings train other weights (2: objectives follow the reference, 2026-12;
+# 3: MLM masks and EDA edits are other draws at the same seed and step)
+RUN_VERSION = 3
 
 SCHEDULE = ("steps", "lr", "warmup", "eval_every")  # the train fields a bare key sets, as data's fields
 UNNAMED = ("fast",)  # train fields that never change the weights (eager and graphed steps are tested equal)
@@ -71,6 +72,7 @@ class RunConfig:
     model: ModelChoice = ModelChoice()
     objective: tuple = ()            # the objective's options, as sorted (option, value) pairs
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=60, warmup=10))
+    version: int = RUN_VERSION       # the code's: records of older code keep their names (``grids.Scale``)
 
     @classmethod
     def of(cls, method="clip", preset="smoke", seed=0, augmentation=None, noise=None, model_overrides=None,
@@ -132,7 +134,7 @@ class RunConfig:
         """``method-sSEED-hash``: the hash of every setting, so two runs share a name only if they share
         weights. It hashes the flat shape records store (``stored``, ``options``): names outlive redesigns."""
         key = json.dumps({"method": self.method, "preset": self.stored(), "seed": self.seed,
-                          "version": RUN_VERSION, **self.options}, sort_keys=True, default=str)
+                          "version": self.version, **self.options}, sort_keys=True, default=str)
         return f"{self.method}-s{self.seed}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
     def __str__(self):

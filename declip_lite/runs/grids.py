@@ -1,16 +1,17 @@
 """The experiment grids of notebooks 07 (the DeCLIP reproduction) and 08 (the CLIP-benchmark).
 
 A grid is a list of run configurations (:class:`RunConfig`) at one of three scales: "smoke"
-(CI, seconds a run, numbers meaningless), "cpu" (the headline comparison with 5 seeds, one seed
-elsewhere) and "gpu" (the full grids, 3 seeds, on one H100). The cpu and gpu scales train in the
+(CI, seconds a run, numbers meaningless), "cpu" (the headline comparison with 5 seeds, every other
+comparison a notebook makes with 3, the benchmark with 1) and "gpu" (the full grids, 3 seeds, on
+one H100). The cpu and gpu scales train in the
 regime where the finding can be decided: 2,000 pairs for 1,200 steps of 128 (77 epochs), where
 extra supervision pays. ``reproduce`` trains every grid of a scale, and the notebooks' own runs.
 """
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..models.clip import CONFIGS
-from .config import PRESETS, RunConfig, small_data
+from .config import PRESETS, RUN_VERSION, RunConfig, small_data
 
 
 ENCODERS = ("rn-tiny", "vit-tiny")
@@ -23,22 +24,27 @@ class Scale:
     sizes: tuple           # distinct training pairs, for the data-efficiency curve
     small: int             # the pairs every other grid trains on
     overrides: dict = field(default_factory=dict)
-    benchmark_seeds: tuple = (0, 1, 2)  # seeds of notebook 08's grids
+    benchmark_seeds: tuple = (0, 1, 2)  # seeds of notebook 08's benchmark
     benchmark_encoders: tuple = ENCODERS  # the image towers notebook 08's benchmark compares
     curve_seeds: tuple = (0, 1, 2)      # seeds of the data-efficiency curve and the equal-time runs
+    quality_seeds: tuple = (0, 1, 2)    # seeds of notebook 08's noise grid and text depths
+    notebook_seeds: tuple = (0,)        # seeds of notebooks 02-05's runs (their comparisons' intervals)
     noise_levels: tuple = (0.2, 0.4, 0.6)
     text_depths: tuple = (1, 2, 4, 8)
+    version: int = RUN_VERSION          # the code version its shipped records were trained by
 
 
 SCALES = {
     "smoke": Scale("smoke", (0,), (256, 512), 512, dict(batch_size=32, steps=6, eval_n=64, warmup=1),
-                   benchmark_seeds=(0,), curve_seeds=(0,), noise_levels=(0.5,), text_depths=(1, 2)),
+                   benchmark_seeds=(0,), curve_seeds=(0,), quality_seeds=(0,), noise_levels=(0.5,),
+                   text_depths=(1, 2)),
     "cpu": Scale("cpu", (0, 1, 2, 3, 4), (500, 2000, 8000), 2000, dict(batch_size=128, steps=1200, warmup=100,
                                                                        eval_n=1000, eval_every=250),
-                 benchmark_seeds=(0,), curve_seeds=(0,), noise_levels=(0.5,), text_depths=(1, 2, 4),
+                 benchmark_seeds=(0,), notebook_seeds=(0, 1, 2), noise_levels=(0.5,), text_depths=(1, 2, 4),
                  benchmark_encoders=("rn-tiny",)),  # a vit-tiny run costs 25 min on one core: the gpu scale's
     "gpu": Scale("gpu", (0, 1, 2), (500, 1000, 2000, 4000, 8000, 16000), 2000,
-                 dict(batch_size=128, steps=1200, warmup=100, eval_every=300)),
+                 dict(batch_size=128, steps=1200, warmup=100, eval_every=300),
+                 version=2),  # results/gpu: f5a5947's records, until a GPU trains them again
 }
 LADDER = ["clip", "clip+mvs", "clip+mvs+ss", "declip"]  # the paper's ablation order (Table 6)
 HEADLINE = ["clip", "declip", "clip+mvs"]               # the comparison the README leads with
@@ -51,8 +57,9 @@ TEXT_LAYERS = CONFIGS["rn-tiny"].text_layers  # that point of the depth sweep is
 
 def spec(method, scale, seed, pairs=None, **options):
     """The :class:`RunConfig` of one run of a grid at ``scale`` (``options``: ``RunConfig.of``'s)."""
-    return RunConfig.of(method, scale.preset, seed,
-                        **{**scale.overrides, "pairs": pairs or scale.small, **options})
+    return replace(RunConfig.of(method, scale.preset, seed,
+                                **{**scale.overrides, "pairs": pairs or scale.small, **options}),
+                   version=scale.version)
 
 
 def grid(name, scale, methods=None):
@@ -87,10 +94,10 @@ def _benchmark(s, methods):
 
 def _data_quality(s, methods):
     methods = methods or ["clip"]
-    clean = [spec(m, s, seed) for m in methods for seed in s.benchmark_seeds]
+    clean = [spec(m, s, seed) for m in methods for seed in s.quality_seeds]
     noisy = [(p, 0.0) for p in s.noise_levels] + [(0.0, p) for p in s.noise_levels]
     return clean + [spec(m, s, seed, noise=n, filter_quantile=q) for m in methods for n in noisy
-                    for q in (None, FILTER_QUANTILE) for seed in s.benchmark_seeds]
+                    for q in (None, FILTER_QUANTILE) for seed in s.quality_seeds]
 
 
 def text_layers(depth):
@@ -100,7 +107,7 @@ def text_layers(depth):
 
 def _text_depth(s, methods):
     return [spec(m, s, seed, model_overrides=text_layers(d)) for m in methods or ["clip"]
-            for d in s.text_depths for seed in s.benchmark_seeds]
+            for d in s.text_depths for seed in s.quality_seeds]
 
 
 def notebook_needs(notebook, scale, seed=0):
@@ -115,17 +122,20 @@ def notebook_needs(notebook, scale, seed=0):
 
 def model_runs(scale):
     """The runs whose trained models the notebooks use (07-08's drawn models, and every run of
-    01-06): ``reproduce`` ships their weights."""
+    01-06 at seed 0): ``reproduce`` ships their weights."""
     drawn = notebook_needs("07", scale)[1] + notebook_needs("08", scale)[1]
     return list(dict.fromkeys(drawn + notebook_runs(scale)))
 
 
-def notebook_runs(scale):
-    """The runs notebooks 01-06 train (seed 0) when they run at ``scale``: 01 on its preset, 02-06
-    in the small-data regime (``notebook.small_data``), shared runs listed once."""
+def notebook_runs(scale, seed=0):
+    """The runs notebooks 01-06 train when they run at ``scale`` with ``seed``: 01 on its preset
+    (seed 0 only), 02-06 in the small-data regime (``notebook.small_data``), shared runs listed once."""
     preset, setting = small_data(scale == "smoke")
-    small = lambda method, **options: RunConfig.of(method, preset, 0, **setting, **options)  # noqa: E731
-    return [RunConfig.of("clip", scale, 0),                                                    # 01
+    version = SCALES[scale].version
+    small = lambda method, **options: replace(RunConfig.of(method, preset, seed, **setting, **options),  # noqa: E731
+                                              version=version)
+    first = [replace(RunConfig.of("clip", scale, 0), version=version)] if seed == 0 else []      # 01
+    return [*first,
             *(small("clip+iss", objective_options={"stop_gradient": sg}) for sg in (True, False)),  # 02
             small("clip"), small("clip+tss"),                                                   # 02, 03, 06
             *(small("clip+mvs", augmentation=views) for views in ("clip", "safe", "moco")),    # 04
@@ -152,7 +162,7 @@ def batch_temperature(scale):
                               "warmup": round(base.train.warmup / f)}) for f in BATCH_FACTORS}
     runs.update({label: RunConfig.of("clip", preset, 0, **setting, train_overrides={
         "logit_scale_clamp": (math.log(s), math.log(s))}) for label, s in FIXED_SCALES.items()})
-    return runs
+    return {label: replace(config, version=SCALES[scale].version) for label, config in runs.items()}
 
 
 GRIDS = {"ablation": _ablation, "data-efficiency": _data_efficiency, "equal-time": _equal_time,

@@ -38,12 +38,13 @@ WEIGHTS = {"model": FINITE_TENSORS, "objective": TENSORS, "step": COUNT, "model_
 
 def plan(scale):
     """The run configurations of ``scale``, each once: notebook 07's grids (the headline first),
-    notebook 08's, the runs whose models the notebooks use (01-06's own runs among them), then
-    notebook 01's batch-size and temperature runs."""
+    notebook 08's, the runs whose models the notebooks use (01-06's own runs among them), notebook
+    01's batch-size and temperature runs, then 02-06's runs at their other seeds."""
     configs = [c for name in grids.NOTEBOOK_GRIDS["07"] + grids.NOTEBOOK_GRIDS["08"]
                for c in grids.grid(name, scale)]
-    return list(dict.fromkeys(configs + grids.model_runs(scale)
-                              + list(grids.batch_temperature(scale).values())))
+    seeds = grids.SCALES[scale].notebook_seeds[1:]
+    return list(dict.fromkeys(configs + grids.model_runs(scale) + [*grids.batch_temperature(scale).values()]
+                              + [c for seed in seeds for c in grids.notebook_runs(scale, seed)]))
 
 
 def thinned(history, points=HISTORY_POINTS):
