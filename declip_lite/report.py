@@ -32,6 +32,17 @@ def mean_std(row, task="mean"):
             else f"{mean:.3f} (1 seed)")
 
 
+def epoch_phase_means(history, key, steps_per_epoch):
+    """{k: mean of ``key``} over the steps that trained on batch k of an epoch (0: its first),
+    every epoch after the first: a cycle an epoch long, which a history thinned to every few steps
+    cannot draw over steps but still samples at each k. Step s (1-based) trains on batch s - 1."""
+    at = {}
+    for row in history:
+        if key in row and row["step"] > steps_per_epoch:
+            at.setdefault((row["step"] - 1) % steps_per_epoch, []).append(row[key])
+    return {k: float(np.mean(v)) for k, v in sorted(at.items())}
+
+
 def pairs_to_reach(pairs, accuracy, target):
     """The pairs at which an accuracy-vs-pairs curve reaches ``target``, read linearly in
     log(pairs). None when the curve never gets there."""
@@ -65,6 +76,8 @@ class Comparison:
     verdict: str
 
     def __str__(self):
+        if math.isinf(self.high):
+            return f"{self.difference:+.3f} (one seed a side: no interval): {self.verdict}"
         return (f"{self.difference:+.3f} [{self.low:+.3f}, {self.high:+.3f}] "
                 f"({self.kind}, {self.seeds} seeds): {self.verdict}")
 

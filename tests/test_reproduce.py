@@ -201,6 +201,10 @@ def test_report_maths_by_hand():
     assert report.pairs_to_reach([100, 1000], [0.2, 0.4], 0.5) is None
     assert report.at_equal_time([10, 20], [0.5, 0.7], 15) == pytest.approx(0.6)
     assert report.recovered(clean=0.8, noisy=0.4, filtered=0.7) == pytest.approx(0.75)
+    # batch k of a 3-step epoch is trained by steps 3e + k + 1; the first epoch is left out
+    history = [{"step": s, "rate": 10 * ((s - 1) % 3) + s / 100} for s in range(1, 13)]
+    assert report.epoch_phase_means(history, "rate", 3) == pytest.approx({0: 0.07, 1: 10.08, 2: 20.09})
+    assert report.epoch_phase_means(history[:3], "rate", 3) == {}  # shorter than an epoch
 
 
 def test_every_grid_is_well_formed_at_every_scale():

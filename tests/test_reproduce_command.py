@@ -1,5 +1,6 @@
 """``make reproduce SCALE=smoke``: every run of the scale trained once, in parallel, into
 results/smoke/ (records with thinned histories, a summary with verdicts); rerun, nothing trains."""
+import dataclasses
 import json
 import os
 import pathlib
@@ -9,10 +10,11 @@ import sys
 
 import pytest
 
-from declip_lite import evaluate_tasks, grids
+from declip_lite import evaluate_tasks, experiments, grids
 from declip_lite import notebook
 from declip_lite.notebook import ParameterError
 from declip_lite.runs import grouped, pool, reproduce, shipped
+from test_runs import TINY
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -201,3 +203,18 @@ def test_reproduce_resumes_from_its_output_folder_where_its_runs_are_gone(tmp_pa
     drop = lambda r: {k: v for k, v in r.to_json().items() if not k.endswith("_seconds")}  # noqa: E731
     assert [drop(r) for r in again] == [drop(r) for r in first]
     assert json.loads((out / "smoke" / "summary.json").read_text())["runs"] == 2
+
+
+def test_a_notebook_reads_its_run_at_every_seed_shipped_and_trains_none(tmp_path, monkeypatch):
+    cpu = dataclasses.replace(grids.SCALES["cpu"], notebook_seeds=(0, 1, 2))
+    monkeypatch.setitem(grids.SCALES, "cpu", cpu)
+    config = experiments.RunConfig.of("clip", "smoke", 0, **TINY)
+    run = experiments.train(config, runs_dir=str(tmp_path / "runs"), progress=False)
+    ship(tmp_path / "cpu")
+    seed_1 = dataclasses.replace(config, seed=1)  # seed 2 is not shipped
+    (tmp_path / "cpu" / "records" / f"{seed_1.name}.json").write_text(
+        json.dumps({**run.record.to_json(), "name": seed_1.name, "seed": 1}))
+    monkeypatch.setattr(pool, "train", lambda *a, **k: pytest.fail("a notebook trained a seed it only reads"))
+    row = shipped.over_seeds(run, str(tmp_path / "cpu")).summarise().one()
+    assert row.seeds == (0, 1) and row.values["mean"] == (run.record.zero_shot["mean"],) * 2
+    assert shipped.over_seeds(run, None).summarise().one().seeds == (0,)  # smoke mode: its own run only

@@ -4,6 +4,7 @@ figures from them as from a fresh run: on a CPU always, on a GPU the grids of no
 from ``results/gpu`` (which folder: ``notebook.source``). What the folder lacks is trained here,
 and said."""
 import os
+from dataclasses import replace
 
 from ..checkpoint import load_torch, read_json
 from ..models.clip import same_model
@@ -64,6 +65,16 @@ def records(configs, folder, runs_dir, device=None, jobs=1):
               flush=True)
     trained = dict(zip(missing, run_grid(missing, runs_dir, device, jobs))) if missing else {}
     return Records(trained.get(c) or Record.from_json(_shipped_json(c, folder)) for c in configs)
+
+
+def over_seeds(run, folder):
+    """The records of ``run``'s configuration at each seed its scale's notebooks compare over
+    (``grids.Scale.notebook_seeds``) that ``folder`` ships, its own first; only its own when
+    ``folder`` is None (smoke mode, or trained here): nothing trains for it."""
+    seeds = grids.SCALES[scale_of(folder)].notebook_seeds if folder else ()
+    others = [replace(run.config, seed=s) for s in seeds if s != run.config.seed]
+    return Records([run.record] + [Record.from_json(_shipped_json(c, folder)) for c in others
+                                   if os.path.exists(os.path.join(folder, "records", c.name + ".json"))])
 
 
 def train(method="clip", preset="smoke", seed=0, runs_dir="data/runs", device=None, shipped_from=None,
