@@ -104,6 +104,11 @@ def test_tasks_have_unambiguous_labels(name):
     assert task.images.shape == (200, 3, 32, 32)
     assert task.labels.min() >= 0 and task.labels.max() < len(task.classnames)
     assert len(set(task.labels.tolist())) > 1 and all("{}" in t for t in task.templates)
+    for attribute, index in (task.attributes or {}).items():  # what else it shows, named by that task
+        assert index.shape == task.labels.shape and 0 <= index.min() < index.max() < len(TASKS[attribute][0])
+    if name in ("shape", "colour", "size", "position"):
+        assert torch.equal(task.attributes[name], task.labels)
+    assert (task.attributes is None) == (name == "count")
 
 
 def test_composition_task_shows_only_heldout_pairs():

@@ -111,3 +111,17 @@ def test_the_neighbour_widget_shows_only_entries_inside_the_queue():
     whole = show(1, 40)
     assert len(whole.axes[0].patches) == 5 and min(p.get_width() for p in whole.axes[0].patches) > 0
     plt.close("all")
+
+
+def test_an_embedding_map_draws_a_colour_class_in_its_own_colour_and_other_classes_from_a_palette():
+    from matplotlib.colors import to_rgb
+
+    from declip_lite import viz
+
+    points, labels = torch.rand(12, 2).numpy(), torch.arange(12) % 3
+    by_colour = viz.embedding_maps([points], labels, ["red", "yellow", "blue"], ["by colour"])
+    by_shape = viz.embedding_maps([points], labels, ["circle", "square", "star"], ["by shape"])
+    drawn = lambda fig: [tuple(c.get_facecolor()[0][:3]) for c in fig.axes[0].collections]  # noqa: E731
+    assert drawn(by_colour) == [to_rgb(c) for c in ("red", "yellow", "blue")]
+    assert len(set(drawn(by_shape))) == 3 and to_rgb("red") not in drawn(by_shape)
+    plt.close("all")

@@ -115,6 +115,7 @@ class ZeroShotTask:
     templates: list
     images: torch.Tensor
     labels: torch.Tensor
+    attributes: dict = None  # one object an image: {"shape", "colour", ...: (N,) index into TASKS' names}
 
     def __len__(self):
         return len(self.labels)
@@ -165,7 +166,10 @@ def make_task(name, n=512, seed=0, image_size=32, device="cpu"):
         labels = {"shape": scenes.shape[:, 0], "size": scenes.size[:, 0], "position": scenes.position,
                   "composition": scenes.shape[:, 0] * len(COLOUR_NAMES) + scenes.colour[:, 0]}[name]
     images = render(scenes, image_size, task_seed, index)
-    return ZeroShotTask(name, list(classnames), list(templates), images, labels.clone())
+    attributes = None if name == "count" else {  # what else each image shows, beyond its label
+        "colour": scenes.colour[:, 0], "size": scenes.size[:, 0], "position": scenes.position,
+        **({"shape": scenes.shape[:, 0]} if name not in ("digit", "colour") else {})}  # geometric shapes only
+    return ZeroShotTask(name, list(classnames), list(templates), images, labels.clone(), attributes)
 
 
 def make_tasks(names=tuple(TASKS), n=512, seed=0, image_size=32, device="cpu"):
