@@ -4,6 +4,7 @@ import textwrap
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.colors import is_color_like
 
 
 def _np(x):
@@ -243,18 +244,13 @@ def project_2d(features, method="pca", seed=0):
 
 
 def embedding_maps(points, labels, classnames, titles, suptitle=None):
-    """Side-by-side 2-D maps ({title: (N, 2)}), every point coloured by its class: in the colour
-    it names when every class names one ("red", "blue", ...), else from a qualitative palette."""
-    from matplotlib.colors import is_color_like
-
+    """Side-by-side 2-D maps ((N, 2) each), a point in its class's colour: one it names, or a palette's."""
     fig, axes = plt.subplots(1, len(points), figsize=(4.3 * len(points), 4), squeeze=False)
-    lab = _np(labels).astype(int)
-    cmap = plt.get_cmap("tab10" if len(classnames) <= 10 else "tab20")
-    named = all(is_color_like(name) for name in classnames)
+    lab, cmap = _np(labels).astype(int), plt.get_cmap("tab10" if len(classnames) <= 10 else "tab20")
+    colours = classnames if all(map(is_color_like, classnames)) else cmap(np.arange(len(classnames)) % cmap.N)
     for ax, pts, title in zip(axes[0], points, titles):
-        for c, name in enumerate(classnames):
-            sel = lab == c
-            ax.scatter(pts[sel, 0], pts[sel, 1], s=5, color=name if named else cmap(c % cmap.N), label=name)
+        for c, (name, colour) in enumerate(zip(classnames, colours)):
+            ax.scatter(pts[lab == c, 0], pts[lab == c, 1], s=5, color=colour, label=name)
         ax.set(title=title, xticks=[], yticks=[])
     axes[0, -1].legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1, 0.5))
     if suptitle:
