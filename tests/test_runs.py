@@ -185,6 +185,20 @@ def test_the_readmes_h200_paragraph_quotes_its_jsons():
     assert f"CLIP's {len(clip)} runs on 2,000 pairs trained in {min(clip):.0f}–{max(clip):.0f} s" in text
 
 
+
+def test_every_ci_time_the_readme_quotes_is_a_fresh_clone_run_in_its_json():
+    import json
+
+    text = " ".join((ROOT / "README.md").read_text().split())
+    runs = json.loads((ROOT / "results" / "checks" / "ci_fresh_clone.json").read_text())["runs"]
+    minutes = lambda seconds: f"{seconds // 60} min {seconds % 60} s"  # noqa: E731
+    quoted = [r for r in runs if f"`{r['commit']}`" in text]
+    assert len(quoted) >= 4  # the Tests paragraph names the commits it times
+    for run in quoted:
+        assert minutes(run["seconds"]) in text, (run["commit"], minutes(run["seconds"]))
+    newest = max(quoted, key=runs.index)
+    assert f"passed its {newest['passed']} tests" in text and minutes(newest["test_seconds"]) in text
+
 @register("broken")
 class Broken(Objective):
     """An objective whose loss cannot be computed: a run that fails mid-grid."""
