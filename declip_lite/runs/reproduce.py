@@ -123,10 +123,10 @@ def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device
     settings = settings or {}
     configs = configure_all(plan(scale), settings)  # no settings: the plan as it is
     models = {c.name for c in configure_all(grids.model_runs(scale), settings)}
-    total = len(set(configs) | {c.scorer for c in configs if c.scorer is not None})  # filters' scorers too
+    scorers = [c.scorer for c in configs if c.scorer is not None]
+    total = len(set(configs) | set(scorers))  # filters' scorers too
     where = os.path.join(out, scale)
     os.makedirs(os.path.join(where, "records"), exist_ok=True)
-    scorers = [c.scorer for c in configs if c.scorer is not None]
     kept = {c.name: r for c in dict.fromkeys(configs + scorers) if (r := written(c, where, c.name in models))}
     start, done = time.perf_counter(), dict(kept)
 
