@@ -250,7 +250,7 @@ def embedding_maps(points, labels, classnames, titles, suptitle=None):
     colours = classnames if all(map(is_color_like, classnames)) else cmap(np.arange(len(classnames)) % cmap.N)
     for ax, pts, title in zip(axes[0], points, titles):
         for c, (name, colour) in enumerate(zip(classnames, colours)):
-            ax.scatter(pts[lab == c, 0], pts[lab == c, 1], s=5, color=colour, label=name)
+            ax.scatter(pts[lab == c, 0], pts[lab == c, 1], s=5, color=colour, alpha=0.7, label=name)
         ax.set(title=title, xticks=[], yticks=[])
     axes[0, -1].legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1, 0.5))
     if suptitle:
