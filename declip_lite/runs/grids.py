@@ -131,10 +131,12 @@ def notebook_runs(scale, seed=0):
     """The runs notebooks 01-06 train when they run at ``scale`` with ``seed``: 01 on its preset
     (seed 0 only), 02-06 in the small-data regime (``notebook.small_data``), shared runs listed once."""
     preset, setting = small_data(scale == "smoke")
-    version = SCALES[scale].version
-    small = lambda method, **options: replace(RunConfig.of(method, preset, seed, **setting, **options),  # noqa: E731
-                                              version=version)
-    first = [replace(RunConfig.of("clip", scale, 0), version=version)] if seed == 0 else []      # 01
+    at = lambda config: replace(config, version=SCALES[scale].version)  # noqa: E731
+
+    def small(method, **options):
+        return at(RunConfig.of(method, preset, seed, **setting, **options))
+
+    first = [at(RunConfig.of("clip", scale, 0))] if seed == 0 else []                          # 01
     return [*first,
             *(small("clip+iss", objective_options={"stop_gradient": sg}) for sg in (True, False)),  # 02
             small("clip"), small("clip+tss"),                                                   # 02, 03, 06
