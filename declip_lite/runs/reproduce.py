@@ -24,6 +24,7 @@ from .pool import run_grid
 from .records import Record, RecordPreset, Records
 
 HISTORY_POINTS = 200
+EXTENSIONS = {"records": ".json", "weights": ".pt"}  # records/<run name>.json, weights/<run name>.pt
 
 # what the files it ships hold (``checkpoint.checked``): the summary and the bf16 weights
 COMPARISON = {"difference": NUMBER, "low": Optional(NUMBER), "high": Optional(NUMBER), "seeds": COUNT,
@@ -45,6 +46,11 @@ def plan(scale):
     seeds = grids.SCALES[scale].notebook_seeds[1:]
     return list(dict.fromkeys(configs + grids.model_runs(scale) + [*grids.batch_temperature(scale).values()]
                               + [c for seed in seeds for c in grids.notebook_runs(scale, seed)]))
+
+
+def shipped_file(folder, kind, config):
+    """The path of ``config``'s record (``kind`` "records") or bf16 weights ("weights") in ``folder``."""
+    return os.path.join(folder, kind, config.name + EXTENSIONS[kind])
 
 
 def thinned(history, points=HISTORY_POINTS):
@@ -99,8 +105,7 @@ def written(config, where, shipped_weights):
     """The record of ``config`` that an earlier call wrote to ``where`` (with its weights, when
     ``shipped_weights``), or None: then it is trained, or read from the runs' folder; a damaged
     one is said and made again."""
-    path = os.path.join(where, "records", config.name + ".json")
-    weights = os.path.join(where, "weights", config.name + ".pt")
+    path, weights = shipped_file(where, "records", config), shipped_file(where, "weights", config)
     if not os.path.exists(path) or (shipped_weights and not os.path.exists(weights)):
         return None
     try:
@@ -142,8 +147,8 @@ def reproduce(scale="smoke", out="results", runs_dir="data/runs", jobs=1, device
             data["history"] = thinned(read_json(history_path, fix, HISTORY)["history"])
         if config.name in models:  # before the record: a record in ``where`` marks the run done
             export_weights(os.path.join(runs_dir, config.name + ".pt"),
-                           os.path.join(where, "weights", config.name + ".pt"))
-        save_json(data, os.path.join(where, "records", config.name + ".json"))
+                           shipped_file(where, "weights", config))
+        save_json(data, shipped_file(where, "records", config))
         seconds = f"{record.train_seconds or 0:5.1f}/{record.total_seconds or 0:5.1f} s"
         print(f"[{len(done):3d}/{total}] {time.perf_counter() - start:6.0f} s  {config.method:12s} "
               f"s{config.seed} {record.pairs:5d} pairs  mean zero-shot {record.zero_shot_own['mean']:.3f}  "

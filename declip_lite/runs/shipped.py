@@ -13,7 +13,7 @@ from .build import build, run_label
 from .config import run_config
 from .pool import run_grid
 from .records import Record, Records
-from .reproduce import SUMMARY, WEIGHTS
+from .reproduce import SUMMARY, WEIGHTS, shipped_file
 
 FIX = "`git checkout results/` restores the shipped file, or `make reproduce SCALE=cpu` makes it again"
 
@@ -33,9 +33,9 @@ def complete(folder):
 def lacking(folder, notebook, seed=0):
     """(records, weights): the runs notebook ``"07"`` or ``"08"`` needs that ``folder`` does not ship."""
     records, models = grids.notebook_needs(notebook, scale_of(folder), seed)
-    missing = lambda configs, kind, ext: [c for c in configs  # noqa: E731
-                                          if not os.path.exists(os.path.join(folder, kind, c.name + ext))]
-    return missing(records, "records", ".json"), missing(models, "weights", ".pt")
+    def missing(configs, kind):
+        return [c for c in configs if not os.path.exists(shipped_file(folder, kind, c))]
+    return missing(records, "records"), missing(models, "weights")
 
 
 def scale_of(folder):
@@ -44,7 +44,7 @@ def scale_of(folder):
 
 def _shipped_json(config, folder):
     """The shipped record of ``config`` as JSON data, checked (``Record.from_json``)."""
-    path = os.path.join(folder, "records", config.name + ".json")
+    path = shipped_file(folder, "records", config)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no shipped record of {config.method} seed {config.seed}; they were "
                                 f"made by other code (rerun `make reproduce`) or set RESULTS='train'")
@@ -58,7 +58,7 @@ def records(configs, folder, runs_dir, device=None, jobs=1):
     lacks are trained here (``run_grid``, in ``runs_dir``), and it says which."""
     if folder is None:
         return run_grid(configs, runs_dir, device, jobs)
-    missing = [c for c in configs if not os.path.exists(os.path.join(folder, "records", c.name + ".json"))]
+    missing = [c for c in configs if not os.path.exists(shipped_file(folder, "records", c))]
     if missing:
         names = ", ".join(c.name for c in missing[:3]) + (", ..." if len(missing) > 3 else "")
         print(f"{folder} lacks {len(missing)} of these {len(configs)} runs ({names}): training them here",
@@ -74,7 +74,7 @@ def over_seeds(run, folder):
     seeds = grids.SCALES[scale_of(folder)].notebook_seeds if folder else ()
     others = [replace(run.config, seed=s) for s in seeds if s != run.config.seed]
     return Records([run.record] + [Record.from_json(_shipped_json(c, folder)) for c in others
-                                   if os.path.exists(os.path.join(folder, "records", c.name + ".json"))])
+                                   if os.path.exists(shipped_file(folder, "records", c))])
 
 
 def train(method="clip", preset="smoke", seed=0, runs_dir="data/runs", device=None, shipped_from=None,
@@ -94,7 +94,7 @@ def fit(run, runs_dir="data/runs", shipped_from=None, live_steps=0):
     if shipped_from is None:
         return cache.fit(run, runs_dir)
     config = run.config
-    path = os.path.join(shipped_from, "weights", config.name + ".pt")
+    path = shipped_file(shipped_from, "weights", config)
     if not os.path.exists(path):
         print(f"{path}: not shipped (weights are shipped for seed 0 of the runs notebooks draw): training "
               f"{config.method} seed {config.seed} here", flush=True)
