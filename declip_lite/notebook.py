@@ -187,3 +187,41 @@ def show_source(*functions):
 
     for fn in functions:
         display(Code(inspect.getsource(fn), language="python"))
+
+
+ORDERED = {ast.Lt: 1, ast.LtE: 1, ast.Gt: -1, ast.GtE: -1}  # the sign that makes (right - left) a pass
+
+
+def _number(value):
+    """``value`` as a float when it is a real number (a one-element tensor too), else None."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def assertion_margins(source, namespace):
+    """How far each ordering assertion of ``source`` (a notebook's check cell, already run) passes by,
+    evaluated in ``namespace``: one {"assert", "left", "right", "margin"} per comparison ``a < b``,
+    ``a >= b``, ... of the ``assert``s the cell's ``if``s reach (``and``s and chains split; loops and
+    non-numbers skipped). ``margin`` > 0 passes, 0 is the edge, in the compared numbers' units."""
+    value_of = lambda node: eval(compile(ast.Expression(node), "<check>", "eval"), namespace)  # noqa: E731
+    found = []
+
+    def walk(statements):
+        for s in statements:
+            if isinstance(s, ast.If):
+                walk(s.body if value_of(s.test) else s.orelse)
+            elif isinstance(s, ast.Assert):
+                anded = s.test.values if isinstance(s.test, ast.BoolOp) and isinstance(s.test.op, ast.And) \
+                    else [s.test]
+                for t in (t for t in anded if isinstance(t, ast.Compare)):
+                    operands = [t.left, *t.comparators]
+                    for op, a, b in ((op, a, b) for op, a, b in zip(t.ops, operands, operands[1:])
+                                     if type(op) in ORDERED):
+                        left, right = _number(value_of(a)), _number(value_of(b))
+                        if None not in (left, right):
+                            found.append({"assert": ast.unparse(ast.Compare(a, [op], [b])), "left": left,
+                                          "right": right, "margin": ORDERED[type(op)] * (right - left)})
+
+    walk(ast.parse(source).body)
+    return found

@@ -2,6 +2,8 @@
 
 `--record results/bench/notebook_costs.json` also writes each notebook's measured wall time (with the
 machine, commit and command); `--write-costs` puts those times into each notebook's first cell.
+`--margins results/checks/notebook_margins.json` adds how far each final assertion passed by to that
+file's reruns (``notebook.assertion_margins``), and the smallest over them.
 """
 import argparse
 import json
@@ -16,6 +18,7 @@ NOTEBOOKS = pathlib.Path(__file__).resolve().parent
 COSTS = NOTEBOOKS.parent / "results" / "bench" / "notebook_costs.json"
 COST_MARK = "**What it costs.**"
 SHIPPED_RUNS = "on a CPU it loads the runs shipped in `results/cpu/` and trains `LIVE_STEPS` steps live"
+MARGINS_MARK = "assertion margins: "
 FULL_SOURCE = {**{f"0{i}": SHIPPED_RUNS for i in range(1, 7)}, "07": "reading the shipped `results/cpu/`",
                "08": "reading the shipped `results/cpu/`"}
 
@@ -24,17 +27,33 @@ def notebooks():
     return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
-def execute(path, out_dir, parameters, timeout=None):
-    """Run one notebook into ``out_dir`` (the executed copy stays there, failing or not)."""
+def check_cell(nb):
+    """The source of the notebook's last code cell that asserts: what its prose promised."""
+    return next("".join(c["source"]) for c in reversed(nb["cells"])
+                if c["cell_type"] == "code" and "assert" in "".join(c["source"]))
+
+
+def execute(path, out_dir, parameters, timeout=None, margins=False):
+    """Run one notebook into ``out_dir`` (the executed copy stays there, failing or not). ``margins``:
+    a last cell measures its check cell's margins, returned (``notebook.assertion_margins``)."""
+    import nbformat
     import papermill as pm
 
     out = pathlib.Path(out_dir) / path.name
     out.parent.mkdir(parents=True, exist_ok=True)
     os.environ["DECLIP_LIVE"] = "0"  # headless: no live training curves (the kernel inherits it)
-    pm.execute_notebook(str(path), str(out), parameters=parameters, cwd=str(NOTEBOOKS), kernel_name="python3",
-                        progress_bar=False, execution_timeout=timeout,
-                        # not the kernel's TCP warning each time
-                        extra_arguments=["--IPKernelApp.log_level=ERROR"])
+    nb = nbformat.read(path, as_version=4)
+    if margins:
+        nb.cells.append(nbformat.v4.new_code_cell(
+            "import json\nfrom declip_lite.notebook import assertion_margins\n"
+            f"print({MARGINS_MARK!r} + json.dumps(assertion_margins({check_cell(nb)!r}, globals())))"))
+    done = pm.execute_notebook(nb, str(out), parameters=parameters, cwd=str(NOTEBOOKS), kernel_name="python3",
+                               progress_bar=False, execution_timeout=timeout,
+                               # not the kernel's TCP warning each time
+                               extra_arguments=["--IPKernelApp.log_level=ERROR"])
+    if margins:
+        text = "".join(o.get("text", "") for o in done.cells[-1].outputs)
+        return json.loads(text.split(MARGINS_MARK, 1)[1])
     return out
 
 
@@ -90,18 +109,40 @@ def record(seconds, path, smoke):
     path.write_text(json.dumps(costs, indent=1) + "\n")
 
 
-def write_outcomes(path, seconds, outcomes, smoke):
-    """Each notebook's wall time and outcome ("ok" or the error's last line), with where it ran."""
+def ran_where():
+    """The hardware, commit and command of this call, for the JSON it writes."""
     import torch
 
     from declip_lite.runs.build import commit, hardware
 
+    return {"hardware": hardware("cuda" if torch.cuda.is_available() else "cpu"), "commit": commit(),
+            "command": " ".join(["python notebooks/run.py", *sys.argv[1:]])}
+
+
+def write_outcomes(path, seconds, outcomes, smoke):
+    """Each notebook's wall time and outcome ("ok" or the error's last line), with where it ran."""
     path.write_text(json.dumps({
-        "hardware": hardware("cuda" if torch.cuda.is_available() else "cpu"), "commit": commit(),
-        "smoke": smoke, "command": " ".join(["python notebooks/run.py", *sys.argv[1:]]),
+        **ran_where(), "smoke": smoke,
         "notebooks": {k: {"seconds": round(v, 1), "outcome": outcomes.get(k, "ok")}
                       for k, v in seconds.items()}},
         indent=1) + "\n")
+
+
+def add_margins(path, margins, smoke):
+    """Append one rerun's margins (``{notebook: [...]}``) to ``path``; keep each assertion's smallest."""
+    data = json.loads(path.read_text()) if path.exists() else {
+        "what": "how far each notebook's final assertions passed by (> 0 passes), rerun by rerun, and the "
+                "smallest over the reruns: notebook.assertion_margins", "reruns": []}
+    data["reruns"].append({**ran_where(), "smoke": smoke, "margins": margins})
+    smallest = {}
+    for rerun in (r for r in data["reruns"] if r["smoke"] == smoke):
+        for name, found in rerun["margins"].items():
+            for m in found:
+                kept = smallest.setdefault(name, {}).get(m["assert"])
+                smallest[name][m["assert"]] = m["margin"] if kept is None else min(kept, m["margin"])
+    data["smoke" if smoke else "full"] = {"reruns": sum(r["smoke"] == smoke for r in data["reruns"]),
+                                           "smallest": smallest}
+    path.write_text(json.dumps(data, indent=1) + "\n")
 
 
 def main():
@@ -116,17 +157,21 @@ def main():
     parser.add_argument("--keep-going", type=pathlib.Path, default=None, metavar="JSON",
                         help="run every notebook even when one fails; write each one's seconds and outcome "
                              "here")
+    parser.add_argument("--margins", type=pathlib.Path, metavar="JSON",
+                        help="add how far each notebook's final assertions passed by to this file's reruns")
     args = parser.parse_args()
     if args.write_costs:
         return write_costs(json.loads(COSTS.read_text()))
     out = pathlib.Path(args.out).resolve()
-    seconds, outcomes = {}, {}
+    seconds, outcomes, margins = {}, {}, {}
     chosen = [nb for n in args.only for nb in notebooks() if nb.name[:2] == n] if args.only else notebooks()
     for nb in chosen:  # in the order --only names them
         start = time.perf_counter()
         print(f"running {nb.name} ...", flush=True)
         try:
-            execute(nb, out, {"SMOKE": args.smoke})
+            measured = execute(nb, out, {"SMOKE": args.smoke}, margins=bool(args.margins))
+            if args.margins:
+                margins[nb.stem] = measured
         except Exception as e:  # noqa: BLE001 - with --keep-going, the next notebook still runs
             if not args.keep_going:
                 raise
@@ -138,6 +183,8 @@ def main():
             write_outcomes(args.keep_going, seconds, outcomes, args.smoke)
     if args.record:
         record(seconds, args.record, args.smoke)
+    if args.margins:
+        add_margins(args.margins, margins, args.smoke)
     print(f"\nExecuted notebooks: {out}/\nFigures: {out}/figures/\nRun results (JSON, checkpoints): "
           f"{NOTEBOOKS.parent / 'data' / 'runs'}/")
 

@@ -125,3 +125,40 @@ def test_an_embedding_map_draws_a_colour_class_in_its_own_colour_and_other_class
     assert drawn(by_colour) == [to_rgb(c) for c in ("red", "yellow", "blue")]
     assert len(set(drawn(by_shape))) == 3 and to_rgb("red") not in drawn(by_shape)
     plt.close("all")
+
+
+def test_a_margin_is_positive_exactly_when_its_assertion_passes():
+    source = ("if not SMOKE:\n    assert a > b + 0.2 and 0 <= c < 1, a\nelse:\n    assert a < -9\n"
+              "for k in range(2):\n    assert k < 0\nassert b == b and t >= 0.5\n")
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        a, b, c = (torch.rand(3, generator=generator) * 2 - 0.5).tolist()
+        space = {"SMOKE": False, "a": a, "b": b, "c": c, "t": torch.tensor(c)}
+        found = notebook.assertion_margins(source, space)
+        assert [m["assert"] for m in found] == ["a > b + 0.2", "0 <= c", "c < 1", "t >= 0.5"]
+        expected = [a - (b + 0.2), c, 1 - c, c - 0.5]  # brute force: how far each side is from the edge
+        assert all(abs(m["margin"] - e) < 1e-6 for m, e in zip(found, expected))
+        passes = [a > b + 0.2, 0 <= c, c < 1, c >= 0.5]
+        assert [m["margin"] > 0 for m in found] == passes  # random floats never sit on an edge
+
+
+def test_make_run_margins_measure_the_last_check_cell_and_keep_the_smallest_over_reruns(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("SMOKE = True\nGAP = 0.1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("assert 1 < 2"),
+        nbformat.v4.new_code_cell("gap = GAP\nassert gap < 0.5, gap"),
+        nbformat.v4.new_markdown_cell("## Conclusion")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "99_check.ipynb"
+    nbformat.write(nb, path)
+    log = tmp_path / "margins.json"
+    for gap in (0.1, 0.3):
+        found = run_notebooks.execute(path, tmp_path / "out", {"SMOKE": False, "GAP": gap}, margins=True)
+        margin = pytest.approx(0.5 - gap)
+        assert found == [{"assert": "gap < 0.5", "left": gap, "right": 0.5, "margin": margin}]
+        run_notebooks.add_margins(log, {path.stem: found}, smoke=False)
+    data = json.loads(log.read_text())
+    assert len(data["reruns"]) == 2 and data["full"]["reruns"] == 2 and "smoke" not in data
+    assert data["full"]["smallest"] == {"99_check": {"gap < 0.5": pytest.approx(0.2)}}
