@@ -162,3 +162,13 @@ def test_make_run_margins_measure_the_last_check_cell_and_keep_the_smallest_over
     data = json.loads(log.read_text())
     assert len(data["reruns"]) == 2 and data["full"]["reruns"] == 2 and "smoke" not in data
     assert data["full"]["smallest"] == {"99_check": {"gap < 0.5": pytest.approx(0.2)}}
+
+
+def test_notebook_07s_what_you_should_see_quotes_the_cpu_json_it_names():
+    found = json.loads((ROOT / "results" / "cpu" / "notebooks" / "07_cpu.json").read_text())
+    cells = json.loads((ROOT / "notebooks" / "07_declip_findings.ipynb").read_text())["cells"]
+    text = " ".join(next("".join(c["source"]) for c in cells
+                         if "".join(c["source"]).startswith("## What you should see")).split())
+    for method, c in found["minus_clip"].items():
+        assert f"{c['difference']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]" in text, method
+    assert f"about {found['data_multiple']:.1f}× in `07_cpu.json`" in text

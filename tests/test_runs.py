@@ -186,6 +186,32 @@ def test_the_readmes_h200_paragraph_quotes_its_jsons():
 
 
 
+def test_the_readmes_cpu_paragraph_quotes_its_records_and_notebook_jsons():
+    import json
+
+    from declip_lite import report
+    from declip_lite.runs.records import Record, Records
+
+    text = " ".join((ROOT / "README.md").read_text().split())
+    cpu = ROOT / "results" / "cpu"
+    signed = lambda x: f"{x:+.3f}".replace("-", "−")  # noqa: E731
+    rows = Records(Record.from_json(json.loads(p.read_text()))
+                   for p in (cpu / "records").glob("*.json")).summarise()
+    ss, declip = (rows.one(method=m, pairs=2000, steps=1200, encoder="rn-tiny")
+                  for m in ("clip+mvs+ss", "declip"))
+    nns = report.compare(ss, declip)
+    assert f"minus CLIP + MVS + SS, {signed(nns.difference)} [{signed(nns.low)}, {signed(nns.high)}]" in text
+    found = json.loads((cpu / "notebooks" / "07_cpu.json").read_text())
+    assert f"CLIP needs about {found['data_multiple']:.1f}× DeCLIP's pairs" in text
+    time = found["equal_time"]
+    assert (f"CLIP given {time['ratio']:.1f}× the steps (one seed) reaches {time['clip']:.3f} against "
+            f"DeCLIP's {time['declip']:.3f}") in text
+    quality = json.loads((cpu / "notebooks" / "08_cpu.json").read_text())["data_quality"]
+    cost = {k: quality[k]["mean"][0] - quality[k]["mean"][-1] for k in ("swapped", "wrong attribute")}
+    assert (f"swapped costs CLIP {cost['swapped']:.2f}, half with a wrong attribute "
+            f"{cost['wrong attribute']:.2f}") in text
+
+
 def test_every_ci_time_the_readme_quotes_is_a_fresh_clone_run_in_its_json():
     import json
 
