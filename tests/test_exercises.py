@@ -135,3 +135,38 @@ def test_every_notebook_has_two_exercises_and_every_exercise_sits_in_its_noteboo
         assert "solutions" not in code  # the answers are never pre-filled
         found.update(dict.fromkeys(names))
     assert set(found) == set(exercises.EXERCISES)
+
+
+# the answers that notebooks 03, 04 and 08 say their predictions accept on the shipped cpu records, over the
+# seeds they compare (every answer: the intervals cannot decide, and the notebook says so)
+SHIPPED_ACCEPTS = {"03.mlm_helps": {True, False}, "04.moco_hurts": {"position"},
+                   "08.worse_noise": {"swapped"}}
+
+
+def test_each_prediction_comes_out_on_the_shipped_cpu_records_as_its_notebook_says():
+    from declip_lite import grids
+    from declip_lite.runs.records import Record, Records
+    from declip_lite.runs.reproduce import shipped_file
+
+    cpu, scale = ROOT / "results" / "cpu", grids.SCALES["cpu"]
+    configs = [c for s in scale.notebook_seeds for c in grids.notebook_runs("cpu", s)]
+    configs += grids.grid("data_quality", "cpu")
+    records = Records(Record.from_json(json.loads(pathlib.Path(shipped_file(str(cpu), "records", c))
+                                                  .read_text())) for c in dict.fromkeys(configs))
+    small = records.where(pairs=2000, steps=1200)
+    noisiest = max(scale.noise_levels)
+    measured = {
+        "03.mlm_helps": dict(clip=small.where(method="clip", noise=[0.0, 0.0]).summarise().one(),
+                             clip_mlm=small.where(method="clip+tss").summarise().one()),
+        "04.moco_hurts": dict(scores={views: {t: {r.seed: r.zero_shot[t] for r in rows}
+                                              for t in rows[0].zero_shot if t != "mean"}
+                                      for views, rows in ((v, small.where(method="clip+mvs", augmentation=a))
+                                                          for v, a in (("clip", "clip"), ("moco", "moco")))}),
+        "08.worse_noise": {kind: records.where(method="clip", noise=noise, filtered=False).summarise().one()
+                           for kind, noise in (("wrong_attribute", [noisiest, 0.0]),
+                                               ("swapped", [0.0, noisiest]))}}
+    answers = {"03.mlm_helps": (True, False), "08.worse_noise": ("swapped", "wrong attribute"),
+               "04.moco_hurts": tuple(measured["04.moco_hurts"]["scores"]["clip"])}
+    for name, accepted in SHIPPED_ACCEPTS.items():
+        verdicts = {a: exercises.check(name, a, **measured[name]) for a in answers[name]}
+        assert {a for a, v in verdicts.items() if v.passed} == accepted, (name, verdicts)
