@@ -265,7 +265,7 @@ def test_every_results_path_the_readmes_and_notebooks_name_exists_and_results_ho
     assert len(named) > 20  # the scan finds what it should
     loose = sorted(p.name for p in (ROOT / "results").iterdir() if p.is_file() and p.name != "README.md")
     assert not loose and {p.name for p in (ROOT / "results").iterdir()} == {
-        "README.md", "bench", "checks", "cpu", "earlier", "gpu", "next", "reliability"}
+        "README.md", "bench", "checks", "cpu", "earlier", "gpu", "reliability"}
 
 
 def test_every_library_module_fits_in_280_lines():
