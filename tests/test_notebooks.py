@@ -169,6 +169,9 @@ def test_notebook_07s_what_you_should_see_quotes_the_cpu_json_it_names():
     cells = json.loads((ROOT / "notebooks" / "07_declip_findings.ipynb").read_text())["cells"]
     text = " ".join(next("".join(c["source"]) for c in cells
                          if "".join(c["source"]).startswith("## What you should see")).split())
-    for method, c in found["minus_clip"].items():
-        assert f"{c['difference']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]" in text, method
+    text = text.replace("−", "-")  # the prose's minus signs
+    quoted = [*found["minus_clip"].values(), *found["rung_to_rung"].values(), *found["curve_ends"].values(),
+              found["declip_minus_clip_at_long"]]
+    for c in quoted:
+        assert f"{c['difference']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]" in text, c
     assert f"about {found['data_multiple']:.1f}× in `07_cpu.json`" in text
