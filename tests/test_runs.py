@@ -216,6 +216,14 @@ def test_the_readmes_cpu_paragraph_quotes_its_records_and_notebook_jsons():
             f"{cost['wrong attribute']:.2f}") in text
 
 
+def test_the_make_run_time_the_readme_quotes_is_the_fresh_clone_run_in_its_json():
+    import json
+
+    run = json.loads((ROOT / "results" / "bench" / "notebook_costs.json").read_text())["make_run_fresh_clone"]
+    text = " ".join((ROOT / "README.md").read_text().split())
+    assert f"`make run` took {run['seconds'] // 60} min {run['seconds'] % 60} s, setup included" in text
+
+
 def test_every_ci_time_the_readme_quotes_is_a_fresh_clone_run_in_its_json():
     import json
 
