@@ -66,7 +66,7 @@ def nn_queue():
     ax.text(1.0, 2.75, "oldest: replaced next", fontsize=7, ha="center")
     ax.text(1.0 + 0.9 * (size - 1), 2.75, "newest", fontsize=7, ha="center")
     _box(ax, 1.5, 0.7, "this batch's\ncaption feature T")
-    _box(ax, 4.8, 0.7, "NN(T): highest cosine\n(not T's own sample)", "#e6f2e6", w=2.2)
+    _box(ax, 4.8, 0.7, "NN(T): highest cosine\n(T's own too, unless\nexclude_self)", "#e6f2e6", w=2.2)
     _box(ax, 7.9, 0.7, "CE(s · I NN(T)ᵀ)\nimage → text only", "#fbe5d6", w=1.9)
     _arrow(ax, (2.4, 0.9), (4.3, 1.95), "1. look up")
     _arrow(ax, (2.4, 0.6), (3.7, 0.6)), _arrow(ax, (5.9, 0.7), (6.9, 0.7))

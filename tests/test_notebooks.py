@@ -90,7 +90,7 @@ def test_the_setup_helpers_pick_a_preset_by_device_and_one_small_data_regime_eve
 
 @pytest.mark.parametrize("name, words", [("dual_encoder", ["image tower", "text tower", "diagonal"]),
                                          ("multi_view", ["T_aug", "4 CLIP losses"]),
-                                         ("nn_queue", ["look up", "enqueue", "not T's own sample"]),
+                                         ("nn_queue", ["look up", "enqueue", "exclude_self"]),
                                          ("filip_matching", ["patch 1", "max over tokens"])])
 def test_each_diagram_draws_the_parts_its_notebook_names(name, words):
     from declip_lite import diagrams

@@ -41,7 +41,7 @@ SCALES = {
     "cpu": Scale("cpu", (0, 1, 2, 3, 4), (500, 2000, 8000), 2000, dict(batch_size=128, steps=1200, warmup=100,
                                                                        eval_n=1000, eval_every=250),
                  benchmark_seeds=(0,), notebook_seeds=(0, 1, 2), noise_levels=(0.5,), text_depths=(1, 2, 4),
-                 benchmark_encoders=("rn-tiny",)),  # a vit-tiny run costs 25 min on one core: the gpu scale's
+                 benchmark_encoders=("rn-tiny",)),  # vit-tiny: about 28 min on one core; the gpu scale's
     "gpu": Scale("gpu", (0, 1, 2), (500, 1000, 2000, 4000, 8000, 16000), 2000,
                  dict(batch_size=128, steps=1200, warmup=100, eval_every=300),
                  version=2),  # results/gpu: f5a5947's records, until a GPU trains them again
