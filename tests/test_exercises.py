@@ -145,14 +145,12 @@ SHIPPED_ACCEPTS = {"03.mlm_helps": {True, False}, "08.worse_noise": {"swapped"},
 
 def test_each_prediction_comes_out_on_the_shipped_cpu_records_as_its_notebook_says():
     from declip_lite import grids
-    from declip_lite.runs.records import Record, Records
-    from declip_lite.runs.reproduce import shipped_file
+    from declip_lite.runs import shipped
 
-    cpu, scale = ROOT / "results" / "cpu", grids.SCALES["cpu"]
+    scale = grids.SCALES["cpu"]
     configs = [c for s in scale.notebook_seeds for c in grids.notebook_runs("cpu", s)]
-    configs += grids.grid("data-quality", "cpu")
-    records = Records(Record.from_json(json.loads(pathlib.Path(shipped_file(str(cpu), "records", c))
-                                                  .read_text())) for c in dict.fromkeys(configs))
+    records = shipped.records(list(dict.fromkeys(configs + grids.grid("data-quality", "cpu"))),
+                              str(ROOT / "results" / "cpu"), runs_dir=None)  # read, never trained
     small = records.where(pairs=2000, steps=1200)
     noisiest = max(scale.noise_levels)
     measured = {

@@ -190,13 +190,12 @@ def test_the_readmes_cpu_paragraph_quotes_its_records_and_notebook_jsons():
     import json
 
     from declip_lite import report
-    from declip_lite.runs.records import Record, Records
+    from declip_lite.runs import readme
 
     text = " ".join((ROOT / "README.md").read_text().split())
     cpu = ROOT / "results" / "cpu"
     signed = lambda x: f"{x:+.3f}".replace("-", "−")  # noqa: E731
-    rows = Records(Record.from_json(json.loads(p.read_text()))
-                   for p in (cpu / "records").glob("*.json")).summarise()
+    rows = readme.load(str(cpu))[1].summarise()
     ss, declip = (rows.one(method=m, pairs=2000, steps=1200, encoder="rn-tiny")
                   for m in ("clip+mvs+ss", "declip"))
     nns = report.compare(ss, declip)

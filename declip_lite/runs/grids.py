@@ -3,7 +3,7 @@
 A grid is a list of run configurations (:class:`RunConfig`) at one of three scales: "smoke"
 (CI, seconds a run, numbers meaningless), "cpu" (the headline comparison with 5 seeds, every other
 comparison a notebook makes with 3, the benchmark with 1) and "gpu" (the full grids, 3 seeds, on
-one H100). The cpu and gpu scales train in the
+one GPU; results/gpu comes from an H200). The cpu and gpu scales train in the
 regime where the finding can be decided: 2,000 pairs for 1,200 steps of 128 (77 epochs), where
 extra supervision pays. ``reproduce`` trains every grid of a scale, and the notebooks' own runs.
 """
